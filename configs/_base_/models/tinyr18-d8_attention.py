@@ -1,0 +1,42 @@
+# A narrow ResNetV1c-18 (no pretrained weights) at output stride 8 with
+# AttentionHead (non-local, separate projections by default).
+norm_cfg = dict(type='BN', requires_grad=True)
+data_preprocessor = dict(
+    type='SegDataPreProcessor',
+    mean=[127.5, 127.5, 127.5],
+    std=[64.0, 64.0, 64.0],
+    bgr_to_rgb=True,
+    pad_val=0,
+    seg_pad_val=255,
+    size=(128, 128))
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=data_preprocessor,
+    pretrained=None,
+    backbone=dict(
+        type='ResNetV1c',
+        depth=18,
+        stem_channels=16,
+        base_channels=16,
+        num_stages=4,
+        out_indices=(3, ),
+        strides=(1, 2, 1, 1),
+        dilations=(1, 1, 2, 4),
+        norm_cfg=norm_cfg,
+        norm_eval=False,
+        style='pytorch',
+        contract_dilation=True),
+    decode_head=dict(
+        type='AttentionHead',
+        attention=dict(type='QKVNonLocal2d', qkv_mode='separate'),
+        in_channels=128,
+        in_index=0,
+        channels=64,
+        dropout_ratio=0.0,
+        num_classes=None,
+        norm_cfg=norm_cfg,
+        align_corners=False,
+        loss_decode=dict(
+            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)),
+    train_cfg=dict(),
+    test_cfg=dict(mode='whole'))

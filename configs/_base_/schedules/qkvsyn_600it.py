@@ -1,0 +1,24 @@
+# Short CPU schedule: AdamW, linear decay, one evaluation at the end.
+max_iters = 600
+optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=2e-3, betas=(0.9, 0.999),
+                   weight_decay=1e-4))
+param_scheduler = [
+    dict(type='PolyLR', eta_min=1e-5, power=1.0, begin=0, end=max_iters,
+         by_epoch=False)
+]
+train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters,
+                 val_interval=max_iters)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+default_hooks = dict(
+    timer=dict(type='IterTimerHook'),
+    logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type='ParamSchedulerHook'),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False,
+                    interval=max_iters // 3, max_keep_ckpts=1),
+    sampler_seed=dict(type='DistSamplerSeedHook'),
+    visualization=dict(type='SegVisualizationHook'))
+custom_hooks = [dict(type='RunStatsHook'), dict(type='RNGStateHook')]
+randomness = dict(seed=0, deterministic=False)

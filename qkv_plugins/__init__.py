@@ -1,0 +1,23 @@
+"""qkv_plugins: attention plugin layers with a Q/K/V projection switch.
+
+``import qkv_plugins`` registers the layers in MMEngine's root ``MODELS``,
+the MMSegmentation glue when mmseg is installed, and the checkpoint-loading
+fix the pinned stack needs.
+"""
+from importlib.util import find_spec
+
+from . import compat
+from .layers import (QKV_MODES, SIMILARITIES, QKVCrissCrossAttention,
+                     QKVNonLocal2d, from_mmcv, record_attention)
+
+__version__ = '0.1.0'
+
+compat.allow_mmengine_checkpoints()
+
+if find_spec('mmseg') is not None:
+    from . import mmseg  # noqa: F401  (registers AttentionHead)
+
+__all__ = [
+    'QKVNonLocal2d', 'QKVCrissCrossAttention', 'from_mmcv', 'record_attention',
+    'QKV_MODES', 'SIMILARITIES', '__version__'
+]

@@ -1,0 +1,204 @@
+"""Turn study work dirs into the benchmark table (Markdown, CSV, plot).
+
+Layout read: ``<root>/<config stem>/seed<k>/run_stats.json`` (written by
+``RunStatsHook``) and ``<root>/sweep.json`` (the plan written by the sweep),
+which names every expected run so that none is silently dropped.
+"""
+import csv
+import io
+import json
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+PLAN_FILE = 'sweep.json'
+STATS_FILE = 'run_stats.json'
+# {algorithm}-{variant}_..._qkvsyn-{track}-{crop}
+_EMBEDDED = re.compile(
+    r'^(?P<algo>[a-z]+)(?:-(?P<variant>[a-z_0-9-]+?))?_.*_qkvsyn-'
+    r'(?P<track>[a-z]+)-\d+x\d+$')
+
+
+@dataclass
+class Variant:
+    """All seeds of one config."""
+    config: str
+    track: str
+    algo: str
+    variant: str
+    runs: Dict[int, dict] = field(default_factory=dict)  # seed -> stats
+    problems: List[str] = field(default_factory=list)
+
+    @property
+    def mious(self) -> List[float]:
+        return [self.runs[s]['metrics']['mIoU'] for s in sorted(self.runs)]
+
+    def mean_std(self) -> Tuple[Optional[float], Optional[float]]:
+        values = self.mious
+        if not values:
+            return None, None
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        return statistics.fmean(values), std
+
+    def first(self, key: str):
+        for seed in sorted(self.runs):
+            value = self.runs[seed].get(key)
+            if value is not None:
+                return value
+        return None
+
+    def median_of(self, key: str) -> Optional[float]:
+        values = [r[key] for r in self.runs.values() if r.get(key)]
+        return statistics.median(values) if values else None
+
+
+def describe_config(stem: str) -> Tuple[str, str, str]:
+    """(track, algorithm, variant) from an embedded-study config name."""
+    match = _EMBEDDED.match(stem)
+    if match is None:
+        return '-', stem, '-'
+    return (match['track'], match['algo'], match['variant'] or '-')
+
+
+def _status(stats_path: Path) -> Tuple[str, Optional[dict]]:
+    if not stats_path.is_file():
+        return 'missing', None
+    stats = json.loads(stats_path.read_text())
+    if not stats.get('complete'):
+        return f'partial (iter {stats.get("iter")}/{stats.get("max_iters")})', stats
+    return 'complete', stats
+
+
+def collect(root: str) -> Tuple[List[Variant], List[str]]:
+    """Variants found under ``root`` plus a list of runs that are missing,
+    failed or partial (as 'config seed N: status')."""
+    root_path = Path(root)
+    plan = {}
+    plan_path = root_path / PLAN_FILE
+    if plan_path.is_file():
+        plan = json.loads(plan_path.read_text())
+    expected = {(r['config'], r['seed']): r for r in plan.get('runs', [])}
+    for stats_path in root_path.glob(f'*/seed*/{STATS_FILE}'):
+        seed = int(stats_path.parent.name[len('seed'):])
+        expected.setdefault((stats_path.parent.parent.name, seed), {})
+    variants: Dict[str, Variant] = {}
+    problems = []
+    for (config, seed), planned in sorted(expected.items()):
+        track, algo, variant = describe_config(config)
+        entry = variants.setdefault(config, Variant(config, track, algo,
+                                                     variant))
+        status, stats = _status(root_path / config / f'seed{seed}' /
+                                STATS_FILE)
+        if planned.get('status') == 'failed':
+            status = f'failed (exit {planned.get("returncode")})'
+        if status == 'complete':
+            entry.runs[seed] = stats
+        else:
+            problems.append(f'{config} seed {seed}: {status}')
+            entry.problems.append(f'seed {seed}: {status}')
+    return list(variants.values()), problems
+
+
+COLUMNS = ('Track', 'Head', 'qkv_mode', 'mIoU mean ± std', 'per seed',
+           'Δ vs FCN', 'Params (M)', 'FLOPs (G)', 'Step (ms)', 'Peak mem (MiB)',
+           'Seeds')
+
+
+def _fmt(value, spec: str) -> str:
+    return '-' if value is None else format(value, spec)
+
+
+def rows(variants: List[Variant]) -> List[List[str]]:
+    """Table rows, grouped by track, FCN baseline first in each."""
+    baseline = {v.track: v.mean_std()[0] for v in variants if v.algo == 'fcn'}
+    order = {'fcn': 0, 'nonlocal': 1, 'ccnet': 2}
+    out = []
+    for v in sorted(variants, key=lambda v: (v.track, order.get(v.algo, 9),
+                                             v.algo, v.variant)):
+        mean, std = v.mean_std()
+        base = baseline.get(v.track)
+        delta = (None if mean is None or base is None or v.algo == 'fcn'
+                 else mean - base)
+        n_seeds = len(v.runs) + len(v.problems)
+        out.append([
+            v.track, v.algo, v.variant,
+            '-' if mean is None else f'{mean:.2f} ± {std:.2f}',
+            ' / '.join(f'{m:.1f}' for m in v.mious) or '-',
+            '-' if delta is None else f'{delta:+.2f}',
+            _fmt(v.first('params') and v.first('params') / 1e6, '.3f'),
+            _fmt(v.first('flops') and v.first('flops') / 1e9, '.3f'),
+            _fmt(v.median_of('step_time_s') and
+                 1000 * v.median_of('step_time_s'), '.1f'),
+            _fmt(v.median_of('peak_memory_mib'), '.0f'),
+            f'{len(v.runs)}/{n_seeds}',
+        ])
+    return out
+
+
+def to_markdown(variants: List[Variant], problems: List[str],
+                machine: str = '') -> str:
+    table = [COLUMNS] + rows(variants)
+    lines = ['| ' + ' | '.join(r) + ' |' for r in table]
+    lines.insert(1, '|' + '---|' * len(COLUMNS))
+    text = '\n'.join(lines) + '\n'
+    if machine:
+        text += f'\nMachine: {machine}\n'
+    text += ('\nmIoU on the val split at the last iteration; mean ± sample '
+             'std over seeds. Params and FLOPs of the whole model (FLOPs '
+             'include attention; 1 multiply-add = 1 FLOP) for one image. '
+             'Step: median training step time; memory: peak CUDA allocation '
+             'or, on CPU, peak resident set of the process.\n')
+    if problems:
+        text += '\nRuns not in the table (missing, failed or partial):\n'
+        text += ''.join(f'- {p}\n' for p in problems)
+    return text
+
+
+def to_csv(variants: List[Variant]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(['track', 'head', 'qkv_mode', 'config', 'miou_mean',
+                     'miou_std', 'miou_per_seed', 'seeds', 'params', 'flops',
+                     'step_time_s', 'peak_memory_mib', 'problems'])
+    for v in variants:
+        mean, std = v.mean_std()
+        writer.writerow([
+            v.track, v.algo, v.variant, v.config, mean, std,
+            ' '.join(f'{m:.4f}' for m in v.mious),
+            ' '.join(map(str, sorted(v.runs))), v.first('params'),
+            v.first('flops'), v.median_of('step_time_s'),
+            v.median_of('peak_memory_mib'), '; '.join(v.problems)
+        ])
+    return buffer.getvalue()
+
+
+def plot(variants: List[Variant], path: str) -> None:
+    """mIoU per mode and track (mean ± std, seeds as dots) as a PNG."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from ..io import atomic_path
+    tracks = sorted({v.track for v in variants})
+    fig, axes = plt.subplots(1, len(tracks), figsize=(6 * len(tracks), 4),
+                             squeeze=False)
+    for ax, track in zip(axes[0], tracks):
+        chosen = [v for v in variants if v.track == track and v.runs]
+        chosen.sort(key=lambda v: (v.algo != 'fcn', v.algo, v.variant))
+        for i, v in enumerate(chosen):
+            mean, std = v.mean_std()
+            colour = {'fcn': 'grey', 'nonlocal': 'C0'}.get(v.algo, 'C1')
+            ax.bar(i, mean, yerr=std, color=colour, alpha=0.6, capsize=3)
+            ax.scatter([i] * len(v.mious), v.mious, color='k', s=8, zorder=3)
+        ax.set_xticks(range(len(chosen)))
+        ax.set_xticklabels([f'{v.algo}\n{v.variant}' for v in chosen],
+                           rotation=60, fontsize=7)
+        ax.set_title(f'track: {track}')
+        ax.set_ylabel('mIoU (val)')
+        ax.set_ylim(0, 100)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format='png', dpi=110)
+    plt.close(fig)

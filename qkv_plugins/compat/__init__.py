@@ -1,0 +1,12 @@
+"""The few fixes the pinned stack needs (checkpoint loading on torch >= 2.6,
+atomic checkpoints, distributed training on CPU)."""
+from .checkpoint import (allow_mmengine_checkpoints, atomic_checkpoint_saving,
+                         find_resumable_checkpoint)
+from .distributed import (adapt_config_for_cpu, patch_cpu_distributed,
+                          sync_bn_to_bn)
+
+__all__ = [
+    'allow_mmengine_checkpoints', 'atomic_checkpoint_saving',
+    'find_resumable_checkpoint', 'adapt_config_for_cpu',
+    'patch_cpu_distributed', 'sync_bn_to_bn'
+]

@@ -1,0 +1,90 @@
+"""Load mmengine checkpoints with ``torch.load(weights_only=True)``.
+
+mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; since torch 2.6
+that means ``weights_only=True``, which refuses the non-tensor objects that
+mmengine writes (its ``HistoryBuffer`` log, numpy arrays and scalars in the
+message hub and meta). Rather than switching the safe loader off, we add
+exactly those types to torch's allow-list.
+"""
+from typing import List
+
+import numpy as np
+import torch
+
+
+def _numpy_types() -> List[object]:
+    """Types numpy arrays and scalars pickle through."""
+    try:  # numpy >= 2
+        from numpy._core.multiarray import _reconstruct, scalar
+    except ImportError:  # numpy 1.x
+        from numpy.core.multiarray import _reconstruct, scalar
+    dtype_classes = [type(np.dtype(t)) for t in np.sctypeDict.values()]
+    return [_reconstruct, scalar, np.ndarray, np.dtype, *set(dtype_classes)]
+
+
+def mmengine_checkpoint_types() -> List[object]:
+    """Every non-tensor type an mmengine 0.10 checkpoint holds."""
+    from mmengine.config import ConfigDict
+    from mmengine.logging import HistoryBuffer
+    return [HistoryBuffer, ConfigDict, *_numpy_types()]
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Allow-list mmengine's checkpoint types for ``weights_only`` loading.
+
+    A no-op on torch versions without ``add_safe_globals`` (< 2.4), where
+    ``torch.load`` does not default to ``weights_only=True``.
+    """
+    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
+    if add_safe_globals is not None:
+        add_safe_globals(mmengine_checkpoint_types())
+
+
+def atomic_checkpoint_saving() -> None:
+    """Make mmengine's Runner write checkpoints atomically.
+
+    A run killed while saving leaves its previous checkpoint complete and no
+    partial file under the final name, so ``--resume`` finds a loadable one.
+    """
+    import os
+
+    from mmengine.runner import runner as runner_module
+    save = runner_module.save_checkpoint
+    if getattr(save, 'is_atomic', False):
+        return
+
+    def atomic_save(checkpoint, filename, *args, **kwargs):
+        filename = str(filename)
+        if '://' in filename:  # remote backends keep their own semantics
+            return save(checkpoint, filename, *args, **kwargs)
+        tmp = f'{filename}.{os.getpid()}.tmp'
+        try:
+            save(checkpoint, tmp, *args, **kwargs)
+            os.replace(tmp, filename)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    atomic_save.is_atomic = True
+    runner_module.save_checkpoint = atomic_save
+
+
+def find_resumable_checkpoint(work_dir: str):
+    """The checkpoint to resume from: ``last_checkpoint`` if it names an
+    existing file, else the newest ``iter_*.pth``/``epoch_*.pth``; None if
+    the work dir holds none."""
+    import glob
+    import os
+    import re
+    pointer = os.path.join(work_dir, 'last_checkpoint')
+    if os.path.isfile(pointer):
+        with open(pointer) as f:
+            named = f.read().strip()
+        if named and os.path.isfile(named):
+            return named
+    found = []
+    for path in glob.glob(os.path.join(work_dir, '*.pth')):
+        match = re.fullmatch(r'(iter|epoch)_(\d+)\.pth', os.path.basename(path))
+        if match:
+            found.append((int(match.group(2)), path))
+    return max(found)[1] if found else None

@@ -1,0 +1,102 @@
+"""``make demo``: the embedded study end to end (data → sweep → table).
+
+The default scale runs the non-local head in all five Q/K/V modes, the
+parameter-matched ``shared`` control and the no-attention FCN baseline on
+both tracks, three seeds each. ``--full`` adds criss-cross (recurrence 2) in
+all modes and more seeds. ``--publish`` copies the table to ``benchmarks/``.
+"""
+import argparse
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from .analysis.report import write_report
+from .io import atomic_path
+from .study import plan, sweep
+from .synthetic import DEFAULT_ROOT, TRACKS, DatasetError, make_dataset
+from .synthetic import verify_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+STUDY_CONFIGS = REPO / 'configs' / 'qkv_study'
+DEMO_HEADS = ('fcn', 'nonlocal-separate', 'nonlocal-shared_qk',
+              'nonlocal-shared', 'nonlocal-identity_qk', 'nonlocal-identity',
+              'nonlocal-shared-r1')
+FULL_HEADS = DEMO_HEADS + tuple(
+    f'ccnet-{m}'
+    for m in ('separate', 'shared_qk', 'shared', 'identity_qk', 'identity'))
+DEMO_SEEDS = (0, 1, 2)
+FULL_SEEDS = (0, 1, 2, 3, 4)
+
+
+def study_configs(heads, tracks=tuple(sorted(TRACKS))):
+    """The config files of the given heads for the given tracks."""
+    configs = []
+    for track in tracks:
+        for head in heads:
+            matches = sorted(STUDY_CONFIGS.glob(f'{head}_tinyr18*'
+                                                f'qkvsyn-{track}-*.py'))
+            if len(matches) != 1:
+                raise FileNotFoundError(f'expected one config for {head} on '
+                                        f'{track}, found {matches}')
+            configs.append(str(matches[0]))
+    return configs
+
+
+def ensure_data(root: str) -> None:
+    """Generate the dataset unless it is present and matches its manifest."""
+    try:
+        for track in TRACKS:
+            verify_dataset(root, track)
+        print(f'[demo] data: {root} matches its manifest')
+    except DatasetError as error:
+        print(f'[demo] data: {error}; generating it now')
+        make_dataset(root)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    device = (torch.cuda.get_device_name() if torch.cuda.is_available() else
+              f'{cpu}, {torch.get_num_threads()} threads, no GPU')
+    return (f'{device}; Python {platform.python_version()}, torch '
+            f'{torch.__version__}')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--full', action='store_true',
+                        help='criss-cross heads too, 5 seeds')
+    parser.add_argument('--publish', action='store_true',
+                        help='copy the table to benchmarks/')
+    parser.add_argument('--work-root', default='work_dirs/study')
+    parser.add_argument('--jobs', type=int, default=2)
+    parser.add_argument('--data-root', default=DEFAULT_ROOT)
+    args = parser.parse_args()
+
+    began = time.time()
+    ensure_data(args.data_root)
+    heads, seeds = ((FULL_HEADS, FULL_SEEDS) if args.full else
+                    (DEMO_HEADS, DEMO_SEEDS))
+    work_root = args.work_root + ('-full' if args.full else '')
+    runs = plan(study_configs(heads), seeds, work_root)
+    options = [f'{loader}.dataset.data_root={args.data_root}'
+               for loader in ('train_dataloader', 'val_dataloader',
+                              'test_dataloader')]
+    sweep(runs, work_root, options, jobs=args.jobs)
+    text = write_report(work_root, machine=machine())
+    print(text)
+    print(f'[demo] table: {work_root}/table.md (.csv, .png); '
+          f'{(time.time() - began) / 60:.1f} min')
+    if args.publish:
+        name = 'study-full' if args.full else 'study'
+        dest = REPO / 'benchmarks'
+        for suffix in ('.md', '.csv', '.png'):
+            with atomic_path(dest / f'{name}{suffix}') as tmp:
+                shutil.copyfile(Path(work_root) / f'table{suffix}', tmp)
+        print(f'[demo] published to {dest}/{name}.md (.csv, .png)')
+
+
+if __name__ == '__main__':
+    main()

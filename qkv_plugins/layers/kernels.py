@@ -1,0 +1,123 @@
+"""Attention kernels as functions of tensors: scores → softmax → weighted sum.
+
+The fast paths never hold an N×N matrix; the explicit paths build it and hand
+the weights back (for diagnostics and pictures). Both share the masking rule:
+``mask_self`` removes a position's own key unless it is the only key.
+"""
+from contextlib import nullcontext
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Queries per chunk when ``mask_self`` needs a mask: the mask is chunk × N.
+MASKED_QUERY_CHUNK = 1024
+
+
+def _float32_scores(device_type: str):
+    """Disable autocast so that logits are formed in at least fp32."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return nullcontext()
+
+
+def _at_least_fp32(t: Tensor) -> Tensor:
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def dense_attention(q: Tensor,
+                    k: Tensor,
+                    v: Tensor,
+                    scale: float,
+                    mask_self: bool = False,
+                    need_weights: bool = False
+                    ) -> Tuple[Tensor, Optional[Tensor]]:
+    """Attention of every query over every key (non-local).
+
+    Args:
+        q, k: [B, heads, N, C] queries and keys.
+        v: [B, heads, N, Cv] values.
+        scale: Logit multiplier.
+        mask_self: Exclude each position's own key (kept when N == 1).
+        need_weights: Use the explicit path and return the weights.
+
+    Returns:
+        ``(out, weights)``: out is [B, heads, N, Cv]; weights is
+        [B, heads, N, N] on the explicit path, else None.
+    """
+    n = q.shape[-2]
+    mask_self = mask_self and n > 1
+    if need_weights:
+        with _float32_scores(q.device.type):
+            # [B, heads, N, N]
+            logits = torch.matmul(_at_least_fp32(q),
+                                  _at_least_fp32(k).transpose(-1, -2)) * scale
+            if mask_self:
+                eye = torch.eye(n, dtype=torch.bool, device=q.device)
+                logits = logits.masked_fill(eye, float('-inf'))
+            weights = logits.softmax(dim=-1)
+        return torch.matmul(weights.to(v.dtype), v), weights
+    if not mask_self:
+        return F.scaled_dot_product_attention(q, k, v, scale=scale), None
+    keys = torch.arange(n, device=q.device)
+    chunks = []
+    for start in range(0, n, MASKED_QUERY_CHUNK):
+        queries = keys[start:start + MASKED_QUERY_CHUNK]
+        allowed = queries[:, None] != keys[None, :]  # [chunk, N]
+        chunks.append(
+            F.scaled_dot_product_attention(
+                q[..., start:start + MASKED_QUERY_CHUNK, :],
+                k,
+                v,
+                attn_mask=allowed,
+                scale=scale))
+    return torch.cat(chunks, dim=-2), None
+
+
+def criss_cross_attention(q: Tensor,
+                          k: Tensor,
+                          v: Tensor,
+                          scale: float,
+                          mask_self: bool = False,
+                          need_weights: bool = False
+                          ) -> Tuple[Tensor, Optional[Tensor]]:
+    """Attention of each position over its row and column (CCNet).
+
+    The own position lies in both the row and the column; it is counted once
+    (in the row), as mmcv's ``CrissCrossAttention`` does.
+
+    Args:
+        q, k: [B, C, H, W] queries and keys.
+        v: [B, Cv, H, W] values.
+        scale: Logit multiplier.
+        mask_self: Exclude each position's own key (kept on a 1×1 map).
+        need_weights: Also return the weights.
+
+    Returns:
+        ``(out, weights)``: out is [B, Cv, H, W]; weights is [B, H, W, H + W]
+        (first H: keys (i, w) of the column, whose own entry i == h is always
+        0; last W: keys (h, j) of the row), or None.
+    """
+    height, width = q.shape[-2:]
+    with _float32_scores(q.device.type):
+        q32, k32 = _at_least_fp32(q), _at_least_fp32(k)
+        # [B, H, W, H]: query (h, w) against column key (i, w)
+        logits_col = torch.einsum('bchw,bciw->bhwi', q32, k32)
+        # [B, H, W, W]: query (h, w) against row key (h, j)
+        logits_row = torch.einsum('bchw,bchj->bhwj', q32, k32)
+        if scale != 1.0:
+            logits_col = logits_col * scale
+            logits_row = logits_row * scale
+        own_in_col = torch.eye(height, dtype=torch.bool, device=q.device)
+        logits_col = logits_col.masked_fill(own_in_col[:, None, :],
+                                            float('-inf'))
+        if mask_self and height * width > 1:
+            own_in_row = torch.eye(width, dtype=torch.bool, device=q.device)
+            logits_row = logits_row.masked_fill(own_in_row, float('-inf'))
+        # [B, H, W, H + W]
+        weights = torch.cat([logits_col, logits_row], dim=-1).softmax(dim=-1)
+    attn = weights.to(v.dtype)
+    out = torch.einsum('bciw,bhwi->bchw', v, attn[..., :height])
+    out = out + torch.einsum('bchj,bhwj->bchw', v, attn[..., height:])
+    return out, (weights if need_weights else None)

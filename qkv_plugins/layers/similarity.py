@@ -1,0 +1,51 @@
+"""How a query scores a key: scaled dot product or cosine with a learnt scale."""
+import math
+from typing import Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from .options import SIMILARITIES, check_choice
+
+# Cosine logits are s * cos(q, k) with s = exp(logit_scale), as in CLIP and
+# Swin V2: initialised at 10, never above 100.
+COSINE_INIT_SCALE = 10.0
+COSINE_MAX_SCALE = 100.0
+
+
+class Similarity(nn.Module):
+    """Prepares Q and K so that ``scale * (q · k)`` is the attention logit.
+
+    Args:
+        similarity: ``'dot'`` or ``'cosine'``.
+        use_scale: With ``'dot'``, scale logits by 1/√(channels per head).
+        channels_per_head: Q/K channels that one head's dot product sums.
+    """
+
+    def __init__(self, similarity: str, use_scale: bool,
+                 channels_per_head: int) -> None:
+        super().__init__()
+        self.kind = check_choice('similarity', similarity, SIMILARITIES)
+        if similarity == 'cosine':
+            self.logit_scale = nn.Parameter(
+                torch.tensor(math.log(COSINE_INIT_SCALE)))
+            self.scale = 1.0
+        else:
+            self.logit_scale = None
+            self.scale = channels_per_head**-0.5 if use_scale else 1.0
+
+    def forward(self, q: Tensor, k: Tensor,
+                dim: int) -> Tuple[Tensor, Tensor, float]:
+        """Return ``(q, k, scale)``; channels run along ``dim``."""
+        if self.logit_scale is None:
+            return q, k, self.scale
+        # Normalise in fp32: half-precision norms of large activations overflow.
+        logit_scale = self.logit_scale.clamp(max=math.log(COSINE_MAX_SCALE))
+        q_unit = F.normalize(q.float(), dim=dim) * logit_scale.exp()
+        k_unit = F.normalize(k.float(), dim=dim)
+        return q_unit.to(q.dtype), k_unit.to(k.dtype), 1.0
+
+    def extra_repr(self) -> str:
+        return f'{self.kind!r}, scale={self.scale:.4g}'

@@ -1,0 +1,116 @@
+"""The sweep: configs × seeds, each a ``tools/train.py`` run in its own work
+dir, skipping complete runs and resuming incomplete ones."""
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, List, Sequence
+
+from .analysis.table import PLAN_FILE, STATS_FILE
+from .io import write_text_atomic
+
+TRAIN_TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'train.py'
+
+
+@dataclass
+class Run:
+    config: Path
+    seed: int
+    work_dir: Path
+
+    @property
+    def name(self) -> str:
+        return f'{self.config.stem} seed {self.seed}'
+
+    def is_complete(self) -> bool:
+        stats = self.work_dir / STATS_FILE
+        return stats.is_file() and bool(
+            json.loads(stats.read_text()).get('complete'))
+
+
+def plan(configs: Sequence[str], seeds: Sequence[int], root: str) -> List[Run]:
+    """One run per (config, seed) under ``root/<config stem>/seed<k>``."""
+    missing = [c for c in configs if not Path(c).is_file()]
+    if missing:
+        raise FileNotFoundError(f'config files not found: {missing}')
+    return [
+        Run(Path(c), s, Path(root) / Path(c).stem / f'seed{s}')
+        for c in configs for s in seeds
+    ]
+
+
+def _command(run: Run, cfg_options: Sequence[str]) -> List[str]:
+    if not TRAIN_TOOL.is_file():
+        raise FileNotFoundError(f'{TRAIN_TOOL} not found: the sweep needs '
+                                'the repository checkout (pip install -e .)')
+    return [
+        sys.executable, str(TRAIN_TOOL), str(run.config), '--work-dir',
+        str(run.work_dir), '--resume', '--cfg-options',
+        f'randomness.seed={run.seed}', *cfg_options
+    ]
+
+
+def _write_plan(root: str, runs: List[Run], status: dict) -> None:
+    write_text_atomic(
+        Path(root) / PLAN_FILE,
+        json.dumps(dict(runs=[
+            dict(config=r.config.stem, path=str(r.config), seed=r.seed,
+                 **status.get(r.name, {})) for r in runs
+        ]), indent=1))
+
+
+def _eta(done: int, total: int, elapsed: float) -> str:
+    if done == 0:
+        return '?'
+    return f'{elapsed / done * (total - done) / 60:.1f} min'
+
+
+def sweep(runs: List[Run],
+          root: str,
+          cfg_options: Sequence[str] = (),
+          jobs: int = 1,
+          log: Callable[[str], None] = print) -> dict:
+    """Run every incomplete run (``jobs`` at a time); return their status.
+
+    Each run's output goes to ``<work_dir>/sweep.log``. A failed run is
+    recorded in ``sweep.json`` and the sweep goes on.
+    """
+    status = {r.name: dict(status='complete') for r in runs if r.is_complete()}
+    todo = [r for r in runs if r.name not in status]
+    log(f'[sweep] {len(runs)} runs: {len(status)} complete, {len(todo)} to '
+        f'run, {jobs} at a time')
+    _write_plan(root, runs, status)
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED='1')
+    running = {}
+    start, done = time.time(), 0
+    while todo or running:
+        while todo and len(running) < jobs:
+            run = todo.pop(0)
+            run.work_dir.mkdir(parents=True, exist_ok=True)
+            logfile = open(run.work_dir / 'sweep.log', 'ab')
+            proc = subprocess.Popen(_command(run, cfg_options), env=env,
+                                    stdout=logfile, stderr=subprocess.STDOUT)
+            running[proc] = (run, logfile, time.time())
+            log(f'[sweep] start {run.name}')
+        time.sleep(0.5)
+        for proc in [p for p in running if p.poll() is not None]:
+            run, logfile, began = running.pop(proc)
+            logfile.close()
+            done += 1
+            ok = proc.returncode == 0 and run.is_complete()
+            status[run.name] = dict(
+                status='complete' if ok else 'failed',
+                returncode=proc.returncode,
+                seconds=round(time.time() - began, 1))
+            _write_plan(root, runs, status)
+            total = done + len(todo) + len(running)
+            log(f'[sweep] {"done" if ok else "FAILED"} {run.name} in '
+                f'{time.time() - began:.0f}s ({done}/{total}, eta '
+                f'{_eta(done, total, time.time() - start)})'
+                + ('' if ok else f'; see {run.work_dir / "sweep.log"}'))
+    return status

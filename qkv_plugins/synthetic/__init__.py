@@ -1,0 +1,7 @@
+"""The embedded, generated dataset of the study (numpy + PIL only)."""
+from .tracks import IMAGE_SIZE, TRACKS, Track
+from .writer import (DEFAULT_ROOT, DatasetError, make_dataset,
+                     verify_dataset)
+
+__all__ = ['TRACKS', 'Track', 'IMAGE_SIZE', 'DEFAULT_ROOT', 'DatasetError',
+           'make_dataset', 'verify_dataset']

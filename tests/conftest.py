@@ -1,0 +1,29 @@
+import pytest
+import torch
+
+import qkv_plugins
+from qkv_plugins import QKVCrissCrossAttention, QKVNonLocal2d
+
+LAYERS = {
+    'non_local': QKVNonLocal2d,
+    'criss_cross': QKVCrissCrossAttention,
+}
+
+
+def build_layer(kind: str, in_channels: int = 16, **options):
+    """A layer whose zero factor is set non-zero, so attention shows."""
+    layer = LAYERS[kind](in_channels, **options)
+    with torch.no_grad():
+        if kind == 'non_local':
+            torch.nn.init.normal_(layer.out.conv.weight, std=0.2)
+        else:
+            layer.gamma.fill_(0.7)
+    return layer
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+__all__ = ['build_layer', 'LAYERS', 'qkv_plugins']

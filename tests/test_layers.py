@@ -1,0 +1,159 @@
+"""Every layer × mode × similarity × mask_self: shapes, paths, gradients."""
+import pytest
+import torch
+
+from qkv_plugins import QKV_MODES, SIMILARITIES, record_attention
+from qkv_plugins.layers.kernels import dense_attention
+
+from .conftest import LAYERS, build_layer
+
+layer_kinds = pytest.mark.parametrize('kind', sorted(LAYERS))
+modes = pytest.mark.parametrize('qkv_mode', sorted(QKV_MODES))
+similarities = pytest.mark.parametrize('similarity', SIMILARITIES)
+mask_selfs = pytest.mark.parametrize('mask_self', [False, True])
+
+
+@layer_kinds
+@modes
+@similarities
+@mask_selfs
+def test_explicit_path_equals_forward(kind, qkv_mode, similarity, mask_self):
+    layer = build_layer(kind, qkv_mode=qkv_mode, similarity=similarity,
+                        mask_self=mask_self)
+    x = torch.randn(2, 16, 5, 7)
+    fast = layer(x)
+    explicit, weights = layer.forward_with_weights(x, need_weights=True)
+    torch.testing.assert_close(fast, explicit, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(fast, x), 'attention did not change the input'
+    hops = weights if isinstance(weights, list) else [weights]
+    for w in hops:
+        torch.testing.assert_close(w.sum(-1), torch.ones_like(w.sum(-1)))
+
+
+@layer_kinds
+@modes
+@similarities
+@mask_selfs
+def test_gradients_reach_every_parameter(kind, qkv_mode, similarity,
+                                         mask_self):
+    layer = build_layer(kind, qkv_mode=qkv_mode, similarity=similarity,
+                        mask_self=mask_self)
+    x = torch.randn(2, 16, 4, 6, requires_grad=True)
+    layer(x).square().sum().backward()
+    assert x.grad is not None and x.grad.isfinite().all()
+    # A key bias adds q·b to every logit of a query: softmax ignores it.
+    invariant = {'proj.key.bias'} if similarity == 'dot' else set()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None, name
+        if name not in invariant:
+            assert p.grad.abs().sum() > 0, f'{name} got a zero gradient'
+
+
+@layer_kinds
+@modes
+def test_starts_as_identity_with_gradient_at_the_zero_factor(kind, qkv_mode):
+    layer = LAYERS[kind](16, qkv_mode=qkv_mode)
+    x = torch.randn(1, 16, 4, 5)
+    out = layer(x)
+    torch.testing.assert_close(out, x)
+    out.square().sum().backward()
+    zero = layer.out.conv.weight if kind == 'non_local' else layer.gamma
+    assert zero.grad.abs().sum() > 0
+
+
+@layer_kinds
+@modes
+@similarities
+@mask_selfs
+@pytest.mark.parametrize('size', [(1, 1), (1, 6), (6, 1)])
+def test_degenerate_maps_stay_finite(kind, qkv_mode, similarity, mask_self,
+                                     size):
+    layer = build_layer(kind, qkv_mode=qkv_mode, similarity=similarity,
+                        mask_self=mask_self)
+    x = torch.randn(2, 16, *size, requires_grad=True)
+    out, weights = layer.forward_with_weights(x)
+    out.sum().backward()
+    assert out.isfinite().all() and x.grad.isfinite().all()
+    torch.testing.assert_close(layer(x), out, rtol=1e-5, atol=1e-5)
+
+
+@layer_kinds
+@modes
+@similarities
+@mask_selfs
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_autocast_with_large_activations_stays_finite(kind, qkv_mode,
+                                                      similarity, mask_self,
+                                                      dtype):
+    layer = build_layer(kind, qkv_mode=qkv_mode, similarity=similarity,
+                        mask_self=mask_self)
+    x = torch.randn(2, 16, 5, 6) * 300
+    with torch.autocast('cpu', dtype=dtype):
+        out = layer(x)
+        explicit, _ = layer.forward_with_weights(x)
+    assert out.isfinite().all() and explicit.isfinite().all()
+
+
+def test_mask_self_gives_zero_weight_to_own_position():
+    layer = build_layer('non_local', qkv_mode='shared', mask_self=True)
+    _, weights = layer.forward_with_weights(torch.randn(1, 16, 3, 4))
+    assert weights.diagonal(dim1=-2, dim2=-1).abs().max() == 0
+
+    cca = build_layer('criss_cross', qkv_mode='shared', mask_self=True)
+    _, hops = cca.forward_with_weights(torch.randn(1, 16, 3, 4))
+    h, w = 3, 4
+    for hop in hops:
+        own_col = hop[..., :h].diagonal(dim1=1, dim2=3)  # [B, W, H]
+        own_row = hop[..., h:].diagonal(dim1=2, dim2=3)  # [B, H, W]
+        assert own_col.abs().max() == 0 and own_row.abs().max() == 0
+
+
+def test_shared_qk_attends_mostly_to_itself_without_mask():
+    """Q = K makes the own key score highest under cosine similarity."""
+    layer = build_layer('non_local', qkv_mode='shared_qk',
+                        similarity='cosine')
+    _, weights = layer.forward_with_weights(torch.randn(1, 16, 4, 4))
+    top1 = weights.argmax(-1)[0, 0]
+    assert torch.equal(top1, torch.arange(16))
+
+
+def test_masked_chunks_match_explicit(monkeypatch):
+    monkeypatch.setattr('qkv_plugins.layers.kernels.MASKED_QUERY_CHUNK', 7)
+    q, k, v = (torch.randn(2, 2, 30, 8) for _ in range(3))
+    fast, _ = dense_attention(q, k, v, 0.3, mask_self=True)
+    explicit, _ = dense_attention(q, k, v, 0.3, mask_self=True,
+                                  need_weights=True)
+    torch.testing.assert_close(fast, explicit)
+
+
+@pytest.mark.parametrize('num_heads', [1, 2, 4])
+def test_heads_split_channels(num_heads):
+    layer = build_layer('non_local', in_channels=32, num_heads=num_heads)
+    _, weights = layer.forward_with_weights(torch.randn(2, 32, 3, 3))
+    assert weights.shape == (2, num_heads, 9, 9)
+
+
+@layer_kinds
+def test_record_attention_collects_without_changing_output(kind):
+    layer = build_layer(kind, recurrence=2) if kind == 'criss_cross' else \
+        build_layer(kind)
+    model = torch.nn.Sequential(layer)
+    x = torch.randn(1, 16, 4, 5)
+    expected = model(x)
+    with record_attention(model) as maps:
+        out = model(x)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert list(maps) == ['0']
+    assert len(maps['0']) == (2 if kind == 'criss_cross' else 1)
+    model(x)
+    assert len(maps['0']) == (2 if kind == 'criss_cross' else 1), \
+        'recording went on after the context closed'
+
+
+def test_cosine_logit_scale_is_clamped():
+    layer = build_layer('non_local', similarity='cosine', qkv_mode='shared')
+    with torch.no_grad():
+        layer.similarity.logit_scale.fill_(10.0)
+    x = torch.randn(1, 16, 2, 2)
+    q, k, _ = layer.similarity(x, x, dim=1)
+    torch.testing.assert_close((q * k).sum(1), torch.full((1, 2, 2), 100.0))

@@ -1,0 +1,59 @@
+"""Stock mmseg configs with our head or backbone plugins build and run."""
+import pytest
+import torch
+
+from qkv_plugins import QKVCrissCrossAttention, QKVNonLocal2d
+
+from .helpers import CONFIGS, build_segmentor, seg_logits
+
+EXAMPLES = CONFIGS / 'qkv_attention'
+
+
+def test_head_swap_in_stock_config():
+    model = build_segmentor(
+        EXAMPLES / 'qkv-nonlocal-shared_r50-d8_4xb2-40k_cityscapes-512x1024.py')
+    layer = model.decode_head.attention
+    assert isinstance(layer, QKVNonLocal2d)
+    assert layer.proj.qkv_mode == 'shared'
+    # The head fills in the stock config's norm for the output conv.
+    assert layer.out.with_norm
+    assert seg_logits(model).shape == (1, 19, 8, 8)
+
+
+def test_backbone_plugins_in_stock_config():
+    model = build_segmentor(
+        EXAMPLES / 'fcn-qkvnl-stage4_r50-d8_4xb2-40k_cityscapes-512x1024.py')
+    blocks = list(model.backbone.layer4)
+    assert all(isinstance(b.qkv_nonlocal, QKVNonLocal2d) for b in blocks)
+    assert not hasattr(model.backbone.layer3[0], 'qkv_nonlocal')
+    assert seg_logits(model).shape == (1, 19, 8, 8)
+
+
+@pytest.mark.parametrize('attention', [
+    dict(type='QKVCrissCrossAttention', qkv_mode='shared_qk', recurrence=2),
+    dict(type='QKVNonLocal2d', qkv_mode='identity', num_heads=2,
+         norm_cfg=None),
+])
+def test_attention_head_hosts_any_layer(attention):
+    from mmseg.registry import MODELS
+    head = MODELS.build(
+        dict(type='AttentionHead', attention=attention, in_channels=32,
+             channels=16, num_classes=3, norm_cfg=dict(type='BN')))
+    assert head.attention.in_channels == 16
+    if attention['type'] == 'QKVCrissCrossAttention':
+        assert isinstance(head.attention, QKVCrissCrossAttention)
+        assert head.attention.recurrence == 2
+    else:
+        assert not head.attention.out.with_norm  # explicit None wins
+    assert head([torch.randn(2, 32, 6, 6)]).shape == (2, 3, 6, 6)
+
+
+@pytest.mark.parametrize('attention,message', [
+    (dict(type='NoSuchLayer'), "'NoSuchLayer' is not registered"),
+    ('QKVNonLocal2d', 'needs attention=dict'),
+])
+def test_attention_head_rejects_bad_attention(attention, message):
+    from qkv_plugins.mmseg import AttentionHead
+    with pytest.raises((KeyError, ValueError), match=message):
+        AttentionHead(attention=attention, in_channels=8, channels=8,
+                      num_classes=2)
