@@ -9,7 +9,7 @@ PKG_STAMP := $(VENV)/.pkg-installed
 # mmcv 2.1.0 compiles its C++ ops from source (~7 min on 2 cores, cached by pip afterwards).
 MAX_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv test demo study clean-venv
+.PHONY: venv test demo data benchmark clean-venv
 
 venv: $(PKG_STAMP)
 
@@ -30,7 +30,15 @@ test: $(PKG_STAMP)
 	$(PY) -m pytest tests
 
 demo: $(PKG_STAMP)
-	$(PY) -m qkv_plugins.demo
+	$(PY) -m qkv_plugins.demo $(DEMO_ARGS)
+
+# The embedded dataset alone (make demo generates it when needed).
+data: $(PKG_STAMP)
+	$(PY) tools/make_dataset.py
+
+# Layer benchmark on this machine (CPU, or the GPU when there is one).
+benchmark: $(PKG_STAMP)
+	$(PY) tools/benchmark_layers.py $(BENCH_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

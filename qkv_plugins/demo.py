@@ -1,9 +1,10 @@
 """``make demo``: the embedded study end to end (data → sweep → table).
 
-The default scale runs the non-local head in all five Q/K/V modes, the
-parameter-matched ``shared`` control and the no-attention FCN baseline on
-both tracks, three seeds each. ``--full`` adds criss-cross (recurrence 2) in
-all modes and more seeds. ``--publish`` copies the table to ``benchmarks/``.
+The default scale runs the non-local head with separate, shared-Q=K, one
+shared and no projections, and the no-attention FCN baseline, on both tracks,
+three seeds each (30 runs). ``--full`` adds ``identity_qk``, the
+parameter-matched ``shared`` control and criss-cross (recurrence 2) in all
+modes, with five seeds. ``--publish`` copies the table to ``benchmarks/``.
 """
 import argparse
 import platform
@@ -21,12 +22,13 @@ from .synthetic import verify_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY_CONFIGS = REPO / 'configs' / 'qkv_study'
+# The four points of the question (separate, Q = K, one projection, none)
+# plus the no-attention baseline; --full adds the rest.
 DEMO_HEADS = ('fcn', 'nonlocal-separate', 'nonlocal-shared_qk',
-              'nonlocal-shared', 'nonlocal-identity_qk', 'nonlocal-identity',
-              'nonlocal-shared-r1')
-FULL_HEADS = DEMO_HEADS + tuple(
-    f'ccnet-{m}'
-    for m in ('separate', 'shared_qk', 'shared', 'identity_qk', 'identity'))
+              'nonlocal-shared', 'nonlocal-identity')
+FULL_HEADS = DEMO_HEADS + ('nonlocal-identity_qk', 'nonlocal-shared-r1') + \
+    tuple(f'ccnet-{m}' for m in ('separate', 'shared_qk', 'shared',
+                                 'identity_qk', 'identity'))
 DEMO_SEEDS = (0, 1, 2)
 FULL_SEEDS = (0, 1, 2, 3, 4)
 

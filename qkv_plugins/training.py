@@ -1,6 +1,6 @@
 """Config → Runner for the thin tools (train, test, sweep)."""
 import os.path as osp
-from typing import Optional
+from typing import Optional, Union
 
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -11,23 +11,25 @@ from .compat import (adapt_config_for_cpu, atomic_checkpoint_saving,
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
 
-def load_config(config: str,
+def load_config(config: Union[str, Config],
                 cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None) -> Config:
-    """Read a config, apply ``--cfg-options`` and choose its work dir
-    (argument > config > ``work_dirs/<config name>``)."""
-    cfg = Config.fromfile(config)
+    """Read a config (a path or a Config, which is copied), apply
+    ``--cfg-options`` and choose its work dir (argument > config >
+    ``work_dirs/<config name>``)."""
+    cfg = (config.copy() if isinstance(config, Config) else
+           Config.fromfile(config))
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     if work_dir is not None:
         cfg.work_dir = work_dir
     elif cfg.get('work_dir') is None:
-        cfg.work_dir = osp.join('work_dirs',
-                                osp.splitext(osp.basename(config))[0])
+        cfg.work_dir = osp.join(
+            'work_dirs', osp.splitext(osp.basename(cfg.filename))[0])
     return cfg
 
 
-def build_runner(config: str,
+def build_runner(config: Union[str, Config],
                  *,
                  cfg_options: Optional[dict] = None,
                  work_dir: Optional[str] = None,

@@ -27,3 +27,13 @@ def _seed():
 
 
 __all__ = ['build_layer', 'LAYERS', 'qkv_plugins']
+
+
+@pytest.fixture(scope='session')
+def tiny_data(tmp_path_factory):
+    """A small embedded dataset (16 train, 8 val images per track)."""
+    from qkv_plugins.synthetic import make_dataset
+    root = tmp_path_factory.mktemp('data') / 'qkv_synthetic'
+    make_dataset(root, seed=0, splits={'train': 16, 'val': 8},
+                 log=lambda *_: None)
+    return root

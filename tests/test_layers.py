@@ -157,3 +157,16 @@ def test_cosine_logit_scale_is_clamped():
     x = torch.randn(1, 16, 2, 2)
     q, k, _ = layer.similarity(x, x, dim=1)
     torch.testing.assert_close((q * k).sum(1), torch.full((1, 2, 2), 100.0))
+
+
+@pytest.mark.parametrize('qkv_mode', sorted(QKV_MODES))
+@mask_selfs
+def test_fast_path_uses_fused_kernel_not_math(qkv_mode, mask_self):
+    """SDPA silently falls back to an N×N math kernel on strided inputs."""
+    layer = build_layer('non_local', qkv_mode=qkv_mode, mask_self=mask_self)
+    x = torch.randn(2, 16, 6, 6, requires_grad=True)
+    with torch.profiler.profile() as prof:
+        layer(x).sum().backward()
+    ops = {event.key for event in prof.key_averages()}
+    assert 'aten::_scaled_dot_product_flash_attention_for_cpu' in ops
+    assert 'aten::_scaled_dot_product_attention_math' not in ops

@@ -7,4 +7,4 @@ _base_ = [
     'mmseg::_base_/default_runtime.py',
 ]
 custom_imports = dict(imports=['qkv_plugins'], allow_failed_imports=False)
-model = dict(decode_head=dict(num_classes=5))
+model = dict(decode_head=dict(num_classes=4))

@@ -10,8 +10,9 @@ model = dict(
         num_convs=2,
         concat_input=True,
         dropout_ratio=0.0,
-        num_classes=5,
+        num_classes=4,
         norm_cfg=dict(type='BN', requires_grad=True),
         align_corners=False,
         loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)))
+            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
+            avg_non_ignore=True)))

@@ -4,8 +4,10 @@ mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; since torch 2.6
 that means ``weights_only=True``, which refuses the non-tensor objects that
 mmengine writes (its ``HistoryBuffer`` log, numpy arrays and scalars in the
 message hub and meta). Rather than switching the safe loader off, we add
-exactly those types to torch's allow-list.
+exactly those types to torch's allow-list (and, for the ``getattr`` that
+pickled functions need, a stand-in that fetches nothing else).
 """
+import pickle
 from typing import List
 
 import numpy as np
@@ -29,6 +31,27 @@ def mmengine_checkpoint_types() -> List[object]:
     return [HistoryBuffer, ConfigDict, *_numpy_types()]
 
 
+# HistoryBuffer registers these on its first instance.
+BUILTIN_STATISTICS = frozenset({'min', 'max', 'current', 'mean'})
+
+
+def history_buffer_method(owner: object, name: str):
+    """A ``getattr`` that only fetches HistoryBuffer's statistics methods.
+
+    ``HistoryBuffer`` pickles its ``statistics_methods`` dict of functions,
+    which pickle writes as ``builtins.getattr(HistoryBuffer, 'mean')``. The
+    real ``getattr`` is a gadget for arbitrary code; this stands in for it
+    and refuses everything else.
+    """
+    from mmengine.logging import HistoryBuffer
+    allowed = BUILTIN_STATISTICS | set(HistoryBuffer._statistics_methods)
+    if owner is HistoryBuffer and name in allowed:
+        return getattr(HistoryBuffer, name)
+    raise pickle.UnpicklingError(
+        f'refusing getattr({owner!r}, {name!r}) in a checkpoint: only '
+        f'HistoryBuffer statistics methods {sorted(allowed)} are allowed')
+
+
 def allow_mmengine_checkpoints() -> None:
     """Allow-list mmengine's checkpoint types for ``weights_only`` loading.
 
@@ -37,7 +60,8 @@ def allow_mmengine_checkpoints() -> None:
     """
     add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
     if add_safe_globals is not None:
-        add_safe_globals(mmengine_checkpoint_types())
+        add_safe_globals([*mmengine_checkpoint_types(),
+                          (history_buffer_method, 'builtins.getattr')])
 
 
 def atomic_checkpoint_saving() -> None:

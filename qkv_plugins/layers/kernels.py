@@ -58,8 +58,15 @@ def dense_attention(q: Tensor,
                 logits = logits.masked_fill(eye, float('-inf'))
             weights = logits.softmax(dim=-1)
         return torch.matmul(weights.to(v.dtype), v), weights
+    out_channels = v.shape[-1]
+    if q.shape[-1] != out_channels:
+        # Fused kernels need one head size for Q, K and V: zero channels
+        # change no logit (on Q and K) and add output columns we drop (on V).
+        width = max(q.shape[-1], out_channels)
+        q, k, v = (F.pad(t, (0, width - t.shape[-1])) for t in (q, k, v))
     if not mask_self:
-        return F.scaled_dot_product_attention(q, k, v, scale=scale), None
+        out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+        return out[..., :out_channels], None
     keys = torch.arange(n, device=q.device)
     chunks = []
     for start in range(0, n, MASKED_QUERY_CHUNK):
@@ -72,7 +79,7 @@ def dense_attention(q: Tensor,
                 v,
                 attn_mask=allowed,
                 scale=scale))
-    return torch.cat(chunks, dim=-2), None
+    return torch.cat(chunks, dim=-2)[..., :out_channels], None
 
 
 def criss_cross_attention(q: Tensor,

@@ -30,9 +30,7 @@ class QKVSyntheticDataset(BaseSegDataset):
         # Before anything reads a file: a clear error naming the fix.
         verify_dataset(data_root, track)
         classes = TRACKS[track].classes
-        palette = [[0, 0, 0]] * (len(classes) - len(PALETTE)) + [
-            list(rgb) for rgb in PALETTE
-        ]
+        palette = [list(rgb) for rgb in PALETTE[:len(classes)]]
         self.track = track
         super().__init__(
             data_root=data_root,

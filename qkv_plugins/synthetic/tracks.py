@@ -13,6 +13,10 @@ from .drawing import (COLOUR_NAMES, PALETTE, grey_noise, grid, paint,
 IMAGE_SIZE = 128
 CYCLE = ('circle', 'square', 'triangle')
 DISTRACTORS = ('plus', 'ring')
+IGNORE_INDEX = 255  # mmseg's ignore label
+# grouping: norm of the class tint (RGB) and per-channel noise std
+GROUPING_TINT = 7.0
+GROUPING_NOISE = 45.0
 
 
 @dataclass(frozen=True)
@@ -45,10 +49,11 @@ def _place(rng: np.random.Generator, radii, size: int, gap: float = 3.0):
 def cyclic_sample(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     """A circle, a square and a triangle, each labelled with the colour of
     the next one in the cycle circle → square → triangle → circle; two or
-    three distractors (plus, ring) in random colours are background."""
+    three distractors (plus, ring) in random colours. Background and
+    distractors are not labelled (IGNORE_INDEX)."""
     size = IMAGE_SIZE
     image = grey_noise(rng, size, 128, 20)
-    label = np.zeros((size, size), np.uint8)
+    label = np.full((size, size), IGNORE_INDEX, np.uint8)
     n_distractors = int(rng.integers(2, 4))
     radii = rng.uniform(10, 15, 3 + n_distractors)
     centres = _place(rng, radii, size)
@@ -58,61 +63,66 @@ def cyclic_sample(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
         mask = shape_mask(kind, cy, cx, r, size)
         paint(image, mask, PALETTE[colours[i]], rng, noise=12)
         if i < 3:
-            label[mask] = 1 + colours[(i + 1) % 3]
+            label[mask] = colours[(i + 1) % 3]
     return to_uint8(image), label
+
+
+def _interleaved_regions(rng: np.random.Generator, n_regions: int,
+                         size: int) -> np.ndarray:
+    """[size, size] region ids: argmax of smooth random fields, so that each
+    region falls into many scattered pieces."""
+    from PIL import Image
+    fields = []
+    for _ in range(n_regions):
+        low = rng.random((10, 10)).astype(np.float32)
+        fields.append(np.asarray(Image.fromarray(low).resize(
+            (size, size), Image.BICUBIC)))
+    return np.argmax(np.stack(fields), axis=0)
 
 
 def grouping_sample(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
-    """Five grey regions (Voronoi cells, each its own grey level and heavy
-    noise); a region's class is the colour of most of the small dots
-    sprinkled over it, with clutter dots of other colours mixed in."""
+    """Three grey levels, each region scattered over the image in many small
+    pieces; a region's class is a faint colour tint shared by all its pixels
+    and buried in heavy per-pixel noise. The tint is readable only by
+    averaging many pixels of the same region, and windows mix regions."""
     size = IMAGE_SIZE
-    n_regions = 5
-    ys, xs = grid(size)
-    seeds = rng.uniform(0, size, (n_regions, 2))
-    dist = (ys[None] - seeds[:, 0, None, None])**2 + (
-        xs[None] - seeds[:, 1, None, None])**2
-    region = dist.argmin(0)  # [size, size]
-    greys = rng.permutation(np.linspace(55, 200, n_regions))
+    n_regions = 3
+    region = _interleaved_regions(rng, n_regions, size)
+    greys = rng.permutation(np.linspace(70, 190, n_regions))
     classes = rng.integers(0, len(PALETTE), n_regions)
+    palette = np.asarray(PALETTE, np.float32)
+    tints = palette - palette.mean(axis=1, keepdims=True)
+    tints *= GROUPING_TINT / np.linalg.norm(tints, axis=1, keepdims=True)
     image = np.empty((size, size, 3), np.float32)
     for k in range(n_regions):
         inside = region == k
-        image[inside] = greys[k] + rng.normal(0, 25, (int(inside.sum()), 1))
-    label = classes[region].astype(np.uint8)
-    for k in range(n_regions):
-        cells = np.argwhere(region == k)
-        n_dots = max(2, len(cells) // 500)
-        n_clutter = n_dots // 2
-        picks = cells[rng.choice(len(cells), n_dots + n_clutter)]
-        for j, (y, x) in enumerate(picks):
-            colour = classes[k] if j < n_dots else rng.choice(
-                [c for c in range(len(PALETTE)) if c != classes[k]])
-            dot = shape_mask('square', y + 0.5, x + 0.5, 1.8, size)
-            paint(image, dot & (region == k), PALETTE[colour], rng, noise=10)
-    return to_uint8(image), label
+        image[inside] = greys[k] + tints[classes[k]]
+    image += rng.normal(0, GROUPING_NOISE, image.shape).astype(np.float32)
+    return to_uint8(image), classes[region].astype(np.uint8)
 
 
 TRACKS: Dict[str, Track] = {
     'cyclic': Track(
         name='cyclic',
-        classes=('background', ) + COLOUR_NAMES,
+        classes=COLOUR_NAMES,
         hypothesis=(
             'Each shape takes the colour of the next shape in the cycle '
             'circle → square → triangle → circle. Attention must route a '
             'pixel to one specific object unlike itself. A symmetric score '
             '(Q = K) cannot rank A over C for B, B over A for C and C over B '
             'for A at once, so separate Q/K projections should win; '
-            'distractors make "attend to everything but me" fail.'),
+            'distractors make "attend to everything but me" fail. Only the '
+            'three cycle objects are labelled.'),
         sample=cyclic_sample),
     'grouping': Track(
         name='grouping',
         classes=COLOUR_NAMES,
         hypothesis=(
-            "A region's class is the majority colour of sparse dots spread "
-            'over it; most pixels see no dot nearby. Pooling over pixels of '
-            'the same region (alike in grey level) is the whole job, which a '
-            'symmetric similarity does: shared or no projections should do '
+            'Three grey regions, each scattered over the image in many small '
+            "pieces; a region's class is a faint colour tint under heavy "
+            'noise, readable only by averaging many pixels of the region. '
+            'Pooling over pixels alike in grey level is the whole job, which '
+            'a symmetric similarity does: shared or no projections should do '
             'as well as separate ones.'),
         sample=grouping_sample),
 }

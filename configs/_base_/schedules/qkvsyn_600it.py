@@ -16,8 +16,10 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50, log_metric_by_epoch=False),
     param_scheduler=dict(type='ParamSchedulerHook'),
+    # Keep 2: mmengine 0.10.7 deletes the oldest checkpoint *before* writing
+    # the next, so with 1 a kill during that write leaves none to resume.
     checkpoint=dict(type='CheckpointHook', by_epoch=False,
-                    interval=max_iters // 3, max_keep_ckpts=1),
+                    interval=max_iters // 3, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
 custom_hooks = [dict(type='RunStatsHook'), dict(type='RNGStateHook')]

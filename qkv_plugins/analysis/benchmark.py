@@ -1,0 +1,189 @@
+"""Layer benchmark: our layers against mmcv's blocks, forward + backward.
+
+Each case times ``layer(x).sum().backward()`` (median of ``repeats`` after
+``warmup``) and measures its extra peak memory; ratios compare a case with
+its reference measured in the same process, one right after the other.
+References: mmcv ``NonLocal2d`` (``embedded_gaussian`` for ``separate`` and
+``shared*``, ``gaussian`` for the identity modes), mmcv
+``CrissCrossAttention`` applied ``recurrence`` times, and our explicit path
+where mmcv has no twin (non-local with ``cosine`` or ``mask_self``).
+"""
+import statistics
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, List, Optional
+
+import torch
+import torch.nn as nn
+
+from ..layers import QKVCrissCrossAttention, QKVNonLocal2d
+from .memory import extra_peak_mib
+
+RECURRENCE = 2
+
+
+@dataclass(frozen=True)
+class Case:
+    layer: str  # 'non_local' | 'criss_cross'
+    qkv_mode: str
+    similarity: str
+    mask_self: bool
+    height: int
+    width: int
+    channels: int
+    batch: int
+
+    @property
+    def positions(self) -> int:
+        return self.height * self.width
+
+    @property
+    def label(self) -> str:
+        extra = ''.join([',cos' if self.similarity == 'cosine' else '',
+                         ',mask' if self.mask_self else ''])
+        return f'{self.layer}:{self.qkv_mode}{extra}'
+
+
+@dataclass
+class Result:
+    case: Case
+    impl: str  # 'ours' or the reference's name
+    time_ms: Optional[float]
+    extra_mib: Optional[float]
+    attn_tflops: Optional[float]
+    error: str = ''
+
+    def row(self) -> dict:
+        return dict(asdict(self.case), impl=self.impl, time_ms=self.time_ms,
+                    extra_mib=self.extra_mib, attn_tflops=self.attn_tflops,
+                    error=self.error)
+
+
+class _Explicit(nn.Module):
+    """Our layer forced onto its explicit (weights-returning) path."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return self.layer.forward_with_weights(x, need_weights=True)[0]
+
+
+def build_ours(case: Case) -> nn.Module:
+    options = dict(qkv_mode=case.qkv_mode, similarity=case.similarity,
+                   mask_self=case.mask_self)
+    if case.layer == 'non_local':
+        return QKVNonLocal2d(case.channels, **options)
+    return QKVCrissCrossAttention(case.channels, recurrence=RECURRENCE,
+                                  **options)
+
+
+def build_reference(case: Case):
+    """(name, module) of the reference for ``case``."""
+    if case.layer == 'criss_cross':
+        from mmcv.ops import CrissCrossAttention
+        block = CrissCrossAttention(case.channels)
+        return f'mmcv CCA x{RECURRENCE}', nn.Sequential(
+            *[block] * RECURRENCE)
+    if case.similarity == 'cosine' or case.mask_self:
+        return 'ours explicit', _Explicit(build_ours(case))
+    from mmcv.cnn import NonLocal2d
+    mode = 'gaussian' if case.qkv_mode.startswith(
+        'identity') else 'embedded_gaussian'
+    return f'mmcv NonLocal2d {mode}', NonLocal2d(case.channels, mode=mode)
+
+
+def attention_flops(case: Case, module: nn.Module) -> float:
+    """FLOPs (2 per multiply-add) of the attention products in forward +
+    backward (backward ≈ 2× forward), excluding projections."""
+    layer = getattr(module, 'layer', module)
+    if isinstance(layer, QKVNonLocal2d):
+        c, cv = layer.proj.qk_channels, layer.proj.v_channels
+        keys = case.positions
+        hops = 1
+    elif isinstance(layer, QKVCrissCrossAttention):
+        c, cv = layer.proj.qk_channels, layer.proj.v_channels
+        keys = case.height + case.width
+        hops = layer.recurrence
+    elif case.layer == 'criss_cross':
+        c, cv = case.channels // 8, case.channels
+        keys, hops = case.height + case.width, RECURRENCE
+    else:
+        c = cv = case.channels // 2
+        keys, hops = case.positions, 1
+    macs = case.batch * case.positions * keys * (c + cv) * hops
+    return 2 * macs * 3
+
+
+def _step(module: nn.Module, x: torch.Tensor, autocast) -> Callable[[], None]:
+
+    def run():
+        x.grad = None
+        module.zero_grad(set_to_none=True)
+        with autocast():
+            out = module(x)
+        out.float().sum().backward()
+
+    return run
+
+
+def measure(case: Case, impl: str, module: nn.Module, device: torch.device,
+            dtype: torch.dtype, warmup: int, repeats: int) -> Result:
+    module = module.to(device)
+    x = torch.randn(case.batch, case.channels, case.height, case.width,
+                    device=device, requires_grad=True)
+    autocast = (nullcontext if dtype == torch.float32 else
+                (lambda: torch.autocast(device.type, dtype=dtype)))
+    run = _step(module, x, autocast)
+    sync = (torch.cuda.synchronize if device.type == 'cuda' else
+            (lambda: None))
+    try:
+        for _ in range(warmup):
+            run()
+        times = []
+        for _ in range(repeats):
+            sync()
+            start = time.perf_counter()
+            run()
+            sync()
+            times.append(time.perf_counter() - start)
+        extra = extra_peak_mib(run, device)
+    except torch.OutOfMemoryError as error:
+        return Result(case, impl, None, None, None,
+                      f'out of memory: {str(error).splitlines()[0][:80]}')
+    seconds = statistics.median(times)
+    return Result(case, impl, 1000 * seconds, extra,
+                  attention_flops(case, module) / seconds / 1e12)
+
+
+def run_cases(cases: Iterable[Case], device: torch.device, dtype: torch.dtype,
+              warmup: int = 2, repeats: int = 5, log=print) -> List[Result]:
+    """Measure each case and its reference, one after the other."""
+    results = []
+    cases = list(cases)
+    for i, case in enumerate(cases):
+        torch.manual_seed(0)
+        name, reference = build_reference(case)
+        pair = [('ours', build_ours(case)), (name, reference)]
+        for impl, module in pair:
+            result = measure(case, impl, module, device, dtype, warmup,
+                             repeats)
+            results.append(result)
+            del module
+        ours, ref = results[-2], results[-1]
+        ratio = (f'{ours.time_ms / ref.time_ms:.2f}x time, '
+                 if ours.time_ms and ref.time_ms else '')
+        log(f'[benchmark {i + 1}/{len(cases)}] {case.label} '
+            f'{case.height}x{case.width}: ours {_ms(ours)} vs {ref.impl} '
+            f'{_ms(ref)} ({ratio}memory {_mib(ours)} vs {_mib(ref)})')
+    return results
+
+
+def _ms(r: Result) -> str:
+    return r.error or f'{r.time_ms:.1f} ms'
+
+
+def _mib(r: Result) -> str:
+    return '-' if r.extra_mib is None else f'{r.extra_mib:.0f} MiB'

@@ -1,0 +1,137 @@
+"""Cases, tables and plots of the layer benchmark (tools/benchmark_layers.py)."""
+import csv
+import io
+import platform
+from pathlib import Path
+from typing import List, Tuple
+
+import torch
+
+from ..io import atomic_path, write_text_atomic
+from .benchmark import Case, Result, run_cases
+
+CPU_SHAPES = ((32, 32, 2), (64, 64, 2), (48, 80, 2), (97, 97, 2))
+GPU_SHAPES = ((64, 128, 2), (97, 97, 2), (128, 256, 1), (256, 512, 1))
+MODES = ('separate', 'shared_qk', 'shared', 'identity_qk', 'identity')
+# (qkv_mode, similarity, mask_self) beyond the five dot-product modes
+EXTRA = (('separate', 'cosine', False), ('shared_qk', 'dot', True),
+         ('shared', 'cosine', True))
+
+
+def default_cases(layers, on_gpu: bool, quick: bool) -> List[Case]:
+    shapes = GPU_SHAPES if on_gpu else CPU_SHAPES
+    channels = 512 if on_gpu else 256
+    variants = [(m, 'dot', False) for m in MODES] + list(EXTRA)
+    if quick:
+        shapes, variants = shapes[:1], variants[:1] + variants[-1:]
+    return [
+        Case(layer, mode, sim, mask, h, w, channels, b)
+        for layer in layers for (h, w, b) in shapes
+        for mode, sim, mask in variants
+    ]
+
+
+def machine(device: torch.device) -> str:
+    if device.type == 'cuda':
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f'{platform.processor() or platform.machine()} CPU, ' \
+               f'{torch.get_num_threads()} threads'
+    return f'{name}; torch {torch.__version__}'
+
+
+def pairs(results: List[Result]) -> List[Tuple[Result, Result]]:
+    return list(zip(results[0::2], results[1::2]))
+
+
+def to_markdown(results: List[Result], title: str, command: str) -> str:
+    lines = [
+        f'# {title}', '', f'Command: `{command}`', '',
+        'Forward + backward, median time; extra peak memory above the '
+        'inputs; attention TFLOP/s = FLOPs of the attention products '
+        '(2 per multiply-add, backward = 2x forward) / block time. Ratios '
+        'are ours / reference, measured one right after the other.', '',
+        '| layer | mode | H×W | B | C | ours ms | ref | ref ms | time ratio '
+        '| ours MiB | ref MiB | memory ratio | ours TFLOP/s |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|---|'
+    ]
+    for ours, ref in pairs(results):
+        c = ours.case
+        t_ratio = (f'{ours.time_ms / ref.time_ms:.2f}'
+                   if ours.time_ms and ref.time_ms else '-')
+        m_ratio = (f'{ours.extra_mib / ref.extra_mib:.3f}'
+                   if ours.extra_mib is not None and ref.extra_mib else '-')
+        lines.append(
+            f'| {c.layer} | {c.label.split(":")[1]} | {c.height}×{c.width} '
+            f'| {c.batch} | {c.channels} | {_v(ours.time_ms, ours.error)} '
+            f'| {ref.impl} | {_v(ref.time_ms, ref.error)} | {t_ratio} '
+            f'| {_v(ours.extra_mib, "", ".0f")} | '
+            f'{_v(ref.extra_mib, "", ".0f")} | {m_ratio} | '
+            f'{_v(ours.attn_tflops, "", ".3f")} |')
+    return '\n'.join(lines) + '\n'
+
+
+def _v(value, error, spec='.1f'):
+    return error or ('-' if value is None else format(value, spec))
+
+
+def to_csv(results: List[Result]) -> str:
+    buffer = io.StringIO()
+    rows = [r.row() for r in results]
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def plot(results: List[Result], path: Path) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    series = {}
+    for r in results:
+        if r.time_ms is None:
+            continue
+        key = f'{r.case.label} [{r.impl}]'
+        series.setdefault(key, []).append(
+            (r.case.positions, r.time_ms, max(r.extra_mib or 0, 0.1)))
+    for key, points in sorted(series.items()):
+        points.sort()
+        xs, ts, ms = zip(*points)
+        style = '-' if '[ours]' in key else '--'
+        axes[0].plot(xs, ts, style, marker='o', ms=3, label=key, lw=1)
+        axes[1].plot(xs, ms, style, marker='o', ms=3, lw=1)
+    for ax, ylabel in zip(axes, ('time (ms)', 'extra peak memory (MiB)')):
+        ax.set_xscale('log')
+        ax.set_yscale('log')
+        ax.set_xlabel('positions (H×W)')
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which='both', alpha=0.3)
+    axes[0].legend(fontsize=5, ncol=2)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format='png', dpi=110)
+    plt.close(fig)
+
+
+def main_from_args(args) -> None:
+    device = torch.device(
+        args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    dtype = getattr(torch, args.dtype or (
+        'bfloat16' if device.type == 'cuda' else 'float32'))
+    cases = default_cases(args.layers, device.type == 'cuda', args.quick)
+    print(f'[benchmark] {len(cases)} cases on {machine(device)}, {dtype}')
+    results = run_cases(cases, device, dtype, args.warmup, args.repeats)
+    tag = 'cpu' if device.type == 'cpu' else torch.cuda.get_device_name(
+        device).split()[-1].lower()
+    out = Path(args.out_dir) / f'layers-{tag}{"-quick" if args.quick else ""}'
+    title = f'Layer benchmark: {machine(device)}, {str(dtype)[6:]}'
+    command = 'python tools/benchmark_layers.py' + (' --quick' if args.quick
+                                                    else '')
+    text = to_markdown(results, title, command)
+    write_text_atomic(out.with_suffix('.md'), text)
+    write_text_atomic(out.with_suffix('.csv'), to_csv(results))
+    plot(results, out.with_suffix('.png'))
+    print(text)
+    print(f'[benchmark] wrote {out}.md, .csv, .png')

@@ -1,0 +1,39 @@
+"""Benchmark our layers against mmcv's blocks (forward + backward).
+
+Writes benchmarks/layers-<device>.md and .csv and a log-log plot of time and
+memory against positions. On CPU: fp32 at 32x32, 64x64, 48x80, 97x97 with
+C=256. On a GPU: bf16 autocast at 64x128, 97x97, 128x256 (B=1), 256x512
+(B=1) with C=512.
+
+Examples:
+    python tools/benchmark_layers.py                 # default shapes here
+    python tools/benchmark_layers.py --quick         # one shape, for a look
+"""
+import argparse
+
+from qkv_plugins.analysis.benchmark_report import main_from_args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog='\n'.join(__doc__.splitlines()[1:]))
+    parser.add_argument('--device', default=None,
+                        help='cpu or cuda (default: cuda if available)')
+    parser.add_argument('--dtype', choices=('float32', 'bfloat16', 'float16'),
+                        default=None,
+                        help='default: float32 on CPU, bfloat16 on GPU')
+    parser.add_argument('--layers', nargs='+',
+                        choices=('non_local', 'criss_cross'),
+                        default=('non_local', 'criss_cross'))
+    parser.add_argument('--quick', action='store_true',
+                        help='first shape only, two modes')
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--out-dir', default='benchmarks')
+    main_from_args(parser.parse_args())
+
+
+if __name__ == '__main__':
+    main()
