@@ -16,7 +16,7 @@ import torch
 
 from .analysis.report import write_report
 from .io import atomic_path
-from .study import plan, sweep
+from .study import diagnose, plan, sweep
 from .synthetic import DEFAULT_ROOT, TRACKS, DatasetError, make_dataset
 from .synthetic import verify_dataset
 
@@ -47,6 +47,13 @@ def study_configs(heads, tracks=tuple(sorted(TRACKS))):
     return configs
 
 
+def schedule_options(iters: int) -> list:
+    """--cfg-options that stretch the study schedule to ``iters``."""
+    return [f'train_cfg.max_iters={iters}', f'train_cfg.val_interval={iters}',
+            f'param_scheduler.0.end={iters}',
+            f'default_hooks.checkpoint.interval={max(1, iters // 3)}']
+
+
 def ensure_data(root: str) -> None:
     """Generate the dataset unless it is present and matches its manifest."""
     try:
@@ -75,6 +82,9 @@ def main() -> None:
     parser.add_argument('--work-root', default='work_dirs/study')
     parser.add_argument('--jobs', type=int, default=2)
     parser.add_argument('--data-root', default=DEFAULT_ROOT)
+    parser.add_argument('--iters', type=int, default=None,
+                        help='training iterations per run (default: the '
+                        "configs' 600); runs go to WORK_ROOT-<N>it")
     args = parser.parse_args()
 
     began = time.time()
@@ -82,17 +92,21 @@ def main() -> None:
     heads, seeds = ((FULL_HEADS, FULL_SEEDS) if args.full else
                     (DEMO_HEADS, DEMO_SEEDS))
     work_root = args.work_root + ('-full' if args.full else '')
-    runs = plan(study_configs(heads), seeds, work_root)
     options = [f'{loader}.dataset.data_root={args.data_root}'
                for loader in ('train_dataloader', 'val_dataloader',
                               'test_dataloader')]
+    if args.iters:
+        work_root += f'-{args.iters}it'
+        options += schedule_options(args.iters)
+    runs = plan(study_configs(heads), seeds, work_root)
     sweep(runs, work_root, options, jobs=args.jobs)
+    diagnose(runs, options)
     text = write_report(work_root, machine=machine())
     print(text)
     print(f'[demo] table: {work_root}/table.md (.csv, .png); '
           f'{(time.time() - began) / 60:.1f} min')
     if args.publish:
-        name = 'study-full' if args.full else 'study'
+        name = Path(work_root).name  # study, study-full, study-2000it, ...
         dest = REPO / 'benchmarks'
         for suffix in ('.md', '.csv', '.png'):
             with atomic_path(dest / f'{name}{suffix}') as tmp:

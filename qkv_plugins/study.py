@@ -12,7 +12,10 @@ from typing import Callable, List, Sequence
 from .analysis.table import PLAN_FILE, STATS_FILE
 from .io import write_text_atomic
 
-TRAIN_TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'train.py'
+TOOLS = Path(__file__).resolve().parents[1] / 'tools'
+TRAIN_TOOL = TOOLS / 'train.py'
+TEST_TOOL = TOOLS / 'test.py'
+DIAGNOSTICS_FILE = 'attention_diagnostics.json'
 
 
 @dataclass
@@ -114,3 +117,28 @@ def sweep(runs: List[Run],
                 f'{_eta(done, total, time.time() - start)})'
                 + ('' if ok else f'; see {run.work_dir / "sweep.log"}'))
     return status
+
+
+def diagnose(runs: List[Run],
+             cfg_options: Sequence[str] = (),
+             log: Callable[[str], None] = print) -> None:
+    """Attention diagnostics of each complete run's final checkpoint on the
+    val split (``tools/test.py --diagnostics``), unless already there."""
+    from .compat import find_resumable_checkpoint
+    todo = [r for r in runs if r.is_complete()
+            and not (r.work_dir / DIAGNOSTICS_FILE).is_file()
+            and not r.config.stem.startswith('fcn')]
+    log(f'[diagnose] {len(todo)} runs to analyse')
+    for i, run in enumerate(todo):
+        checkpoint = find_resumable_checkpoint(str(run.work_dir))
+        command = [
+            sys.executable, str(TEST_TOOL), str(run.config), checkpoint,
+            '--work-dir', str(run.work_dir), '--diagnostics',
+            '--cfg-options', *cfg_options
+        ]
+        with open(run.work_dir / 'diagnose.log', 'ab') as logfile:
+            code = subprocess.call(command, stdout=logfile,
+                                   stderr=subprocess.STDOUT)
+        log(f'[diagnose] {i + 1}/{len(todo)} {run.name}: '
+            + ('ok' if code == 0 else f'FAILED (exit {code}), see '
+               f'{run.work_dir / "diagnose.log"}'))

@@ -1,6 +1,6 @@
 """Config → Runner for the thin tools (train, test, sweep)."""
 import os.path as osp
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 from mmengine.config import Config
 from mmengine.runner import Runner
@@ -36,7 +36,8 @@ def build_runner(config: Union[str, Config],
                  launcher: str = 'none',
                  amp: bool = False,
                  resume: bool = False,
-                 load_from: Optional[str] = None) -> Runner:
+                 load_from: Optional[str] = None,
+                 extra_hooks: Sequence[dict] = ()) -> Runner:
     """A Runner ready to ``train()``/``test()``.
 
     Args:
@@ -48,6 +49,8 @@ def build_runner(config: Union[str, Config],
         resume: Resume from the newest complete checkpoint in the work dir
             (starts afresh when there is none).
         load_from: Checkpoint to load weights from (or to resume from).
+        extra_hooks: Hook configs appended to ``custom_hooks`` (those whose
+            type is already there are left out).
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f'launcher={launcher!r}; allowed: {LAUNCHERS}')
@@ -58,6 +61,12 @@ def build_runner(config: Union[str, Config],
         cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
     if load_from is not None:
         cfg.load_from = load_from
+    if extra_hooks:
+        hooks = list(cfg.get('custom_hooks', []))
+        present = {h.get('type') for h in hooks}
+        cfg.custom_hooks = hooks + [
+            h for h in extra_hooks if h['type'] not in present
+        ]
     if resume:
         cfg.resume = True
         if load_from is None:

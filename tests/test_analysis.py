@@ -92,3 +92,18 @@ def test_sweep_skips_complete_runs(tmp_path, monkeypatch):
 def test_plan_refuses_missing_configs(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.py'):
         plan([str(tmp_path / 'nope.py')], [0], str(tmp_path))
+
+
+def test_table_joins_attention_diagnostics(tmp_path):
+    nl = 'nonlocal-identity_tinyr18-d8_1xb8-600it_qkvsyn-grouping-128x128'
+    for seed, entropy in ((0, 0.2), (1, 0.4)):
+        _stats(tmp_path, nl, seed, 50.0)
+        (tmp_path / nl / f'seed{seed}' / 'attention_diagnostics.json') \
+            .write_text(json.dumps({'decode_head.attention': dict(
+                scaled_self_affinity=3.0, self_top1=0.5, entropy=entropy,
+                asymmetry=0.0, query_independence=0.1)}))
+    variants, problems = collect(str(tmp_path))
+    text = to_markdown(variants, problems)
+    assert ('| self-aff. ×keys | self top-1 | entropy | asym. | q-indep. | '
+            'mass on source |') in text
+    assert '| 3.00 | 0.50 | 0.30 | 0.00 | 0.10 | - |' in text

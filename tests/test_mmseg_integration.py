@@ -57,3 +57,23 @@ def test_attention_head_rejects_bad_attention(attention, message):
     with pytest.raises((KeyError, ValueError), match=message):
         AttentionHead(attention=attention, in_channels=8, channels=8,
                       num_classes=2)
+
+
+def _readme_configs():
+    from .helpers import REPO
+    text = (REPO / 'README.md').read_text()
+    blocks = text.split('```python\n')[1:]
+    return [b.split('```')[0] for b in blocks if "_base_ = ['mmseg::" in b]
+
+
+@pytest.mark.parametrize('index', range(2))
+def test_readme_config_snippets_build_and_run(index, tmp_path):
+    snippets = _readme_configs()
+    assert len(snippets) == 2
+    path = tmp_path / 'snippet.py'
+    path.write_text(snippets[index])
+    model = build_segmentor(path)
+    layers = [m for m in model.modules()
+              if isinstance(m, (QKVNonLocal2d, QKVCrissCrossAttention))]
+    assert layers
+    assert seg_logits(model).shape == (1, 19, 8, 8)

@@ -8,7 +8,14 @@ from PIL import Image
 
 from qkv_plugins.synthetic import (TRACKS, DatasetError, make_dataset,
                                    verify_dataset)
-from qkv_plugins.synthetic.tracks import IGNORE_INDEX
+from qkv_plugins.synthetic.drawing import PALETTE
+from qkv_plugins.synthetic.tracks import IGNORE_INDEX, source_of
+
+
+def _colour_of(image, mask):
+    """Palette index nearest to the mean colour under ``mask``."""
+    mean = image[mask].reshape(-1, 3).mean(0)
+    return int(np.argmin([np.abs(mean - np.array(p)).sum() for p in PALETTE]))
 
 SMALL = {'train': 3, 'val': 2}
 
@@ -25,7 +32,8 @@ def test_same_seed_gives_identical_bytes(tmp_path):
         'files']
     assert files(a) == files(b)
     assert files(a) != files(c)
-    assert len(files(a)) == len(TRACKS) * 5 * 2
+    # cyclic: image, label, objects; grouping: image, label
+    assert len(files(a)) == 5 * (3 + 2)
 
 
 def test_layout_is_mmseg_img_dir_ann_dir(tmp_path):
@@ -43,18 +51,17 @@ def test_layout_is_mmseg_img_dir_ann_dir(tmp_path):
 
 
 def test_cyclic_labels_follow_the_cycle():
-    """Each labelled object takes the colour of the next object."""
-    from qkv_plugins.synthetic.drawing import PALETTE
-    rng = np.random.default_rng(0)
-    image, label = TRACKS['cyclic'].sample(rng)
-    classes = set(np.unique(label)) - {IGNORE_INDEX}
-    assert 1 <= len(classes) <= 3
-    # Distractors and background are ignored: most pixels are unlabelled.
-    assert (label == IGNORE_INDEX).mean() > 0.8
-    # Each label colour is present in the image as some object's colour.
-    for c in classes:
-        close = np.abs(image.astype(int) - PALETTE[c]).sum(-1) < 60
-        assert close.sum() > 50
+    """Each object is labelled with the colour of its source object."""
+    for seed in range(5):
+        image, label, objects = TRACKS['cyclic'].sample(
+            np.random.default_rng(seed))
+        # only the three cycle objects are labelled
+        assert np.array_equal(objects > 0, label != IGNORE_INDEX)
+        assert (label == IGNORE_INDEX).mean() > 0.8
+        for k in (1, 2, 3):
+            source = int(source_of(np.array(k)))
+            assert set(np.unique(label[objects == k])) == {
+                _colour_of(image, objects == source)}
 
 
 def test_verify_names_the_command_when_data_is_missing(tmp_path):

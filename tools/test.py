@@ -13,6 +13,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--work-dir', help='the dir to save logs and metrics')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings, e.g. key=value a.b=1')
+    parser.add_argument('--diagnostics', action='store_true',
+                        help='also write attention diagnostics '
+                        '(attention_diagnostics.json) to the work dir')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser.parse_args()
@@ -22,7 +25,9 @@ def main() -> None:
     args = parse_args()
     runner = build_runner(args.config, cfg_options=args.cfg_options,
                           work_dir=args.work_dir, launcher=args.launcher,
-                          load_from=args.checkpoint)
+                          load_from=args.checkpoint,
+                          extra_hooks=[dict(type='AttentionDiagnosticsHook')]
+                          if args.diagnostics else ())
     runner.test()
 
 

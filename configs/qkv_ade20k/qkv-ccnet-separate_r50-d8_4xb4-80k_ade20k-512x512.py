@@ -17,3 +17,5 @@ model = dict(
         align_corners=False,
         loss_decode=dict(
             type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)))
+# Per-run statistics for tools/make_table.py; RNG states in checkpoints.
+custom_hooks = [dict(type='RunStatsHook'), dict(type='RNGStateHook')]

@@ -1,19 +1,4 @@
-# Stock ccnet R-50-D8 (ade20k) with the head swapped for AttentionHead,
-# qkv_mode='shared_qk'; everything else (backbone, data, schedule) is mmseg's.
-_base_ = ['mmseg::ccnet/ccnet_r50-d8_4xb4-80k_ade20k-512x512.py']
-custom_imports = dict(imports=['qkv_plugins'], allow_failed_imports=False)
+# As qkv-ccnet-separate, with qkv_mode='shared_qk'.
+_base_ = ['./qkv-ccnet-separate_r50-d8_4xb4-80k_ade20k-512x512.py']
 
-model = dict(
-    decode_head=dict(
-        _delete_=True,
-        type='AttentionHead',
-        attention=dict(type='QKVCrissCrossAttention', recurrence=2, qkv_mode='shared_qk'),
-        in_channels=2048,
-        in_index=3,
-        channels=512,
-        dropout_ratio=0.1,
-        num_classes=150,
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        align_corners=False,
-        loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)))
+model = dict(decode_head=dict(attention=dict(qkv_mode='shared_qk')))

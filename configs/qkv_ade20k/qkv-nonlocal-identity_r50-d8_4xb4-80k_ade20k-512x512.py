@@ -1,19 +1,4 @@
-# Stock nonlocal R-50-D8 (ade20k) with the head swapped for AttentionHead,
-# qkv_mode='identity'; everything else (backbone, data, schedule) is mmseg's.
-_base_ = ['mmseg::nonlocal_net/nonlocal_r50-d8_4xb4-80k_ade20k-512x512.py']
-custom_imports = dict(imports=['qkv_plugins'], allow_failed_imports=False)
+# As qkv-nonlocal-separate, with qkv_mode='identity'.
+_base_ = ['./qkv-nonlocal-separate_r50-d8_4xb4-80k_ade20k-512x512.py']
 
-model = dict(
-    decode_head=dict(
-        _delete_=True,
-        type='AttentionHead',
-        attention=dict(type='QKVNonLocal2d', qkv_mode='identity'),
-        in_channels=2048,
-        in_index=3,
-        channels=512,
-        dropout_ratio=0.1,
-        num_classes=150,
-        norm_cfg=dict(type='SyncBN', requires_grad=True),
-        align_corners=False,
-        loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)))
+model = dict(decode_head=dict(attention=dict(qkv_mode='identity')))

@@ -15,10 +15,24 @@ from typing import Dict, List, Optional, Tuple
 
 PLAN_FILE = 'sweep.json'
 STATS_FILE = 'run_stats.json'
+DIAGNOSTICS_FILE = 'attention_diagnostics.json'
+# diagnostics shown in the table: (statistic, column title, format)
+DIAGNOSTIC_COLUMNS = (
+    ('scaled_self_affinity', 'self-aff. ×keys', '.2f'),
+    ('self_top1', 'self top-1', '.2f'),
+    ('entropy', 'entropy', '.2f'),
+    ('asymmetry', 'asym.', '.2f'),
+    ('query_independence', 'q-indep.', '.2f'),
+    ('source_mass', 'mass on source', '.2f'),
+)
 # {algorithm}-{variant}_..._qkvsyn-{track}-{crop}
+# (the backbone token, e.g. tinyr18-d8, ends the variant, which may hold '_')
 _EMBEDDED = re.compile(
-    r'^(?P<algo>[a-z]+)(?:-(?P<variant>[a-z_0-9-]+?))?_.*_qkvsyn-'
+    r'^(?P<algo>[a-z]+)(?:-(?P<variant>.+?))?_[a-z0-9]+-d\d+_.*_qkvsyn-'
     r'(?P<track>[a-z]+)-\d+x\d+$')
+# row order within a track
+ALGO_ORDER = ('fcn', 'nonlocal', 'ccnet')
+MODE_ORDER = ('separate', 'shared_qk', 'shared', 'identity_qk', 'identity')
 
 
 @dataclass
@@ -49,6 +63,12 @@ class Variant:
                 return value
         return None
 
+    def diagnostic(self, stat: str) -> Optional[float]:
+        """Mean over seeds (and layers / hops) of one attention statistic."""
+        values = [v[stat] for r in self.runs.values()
+                  for v in (r.get('diagnostics') or {}).values() if stat in v]
+        return statistics.fmean(values) if values else None
+
     def median_of(self, key: str) -> Optional[float]:
         values = [r[key] for r in self.runs.values() if r.get(key)]
         return statistics.median(values) if values else None
@@ -66,6 +86,9 @@ def _status(stats_path: Path) -> Tuple[str, Optional[dict]]:
     if not stats_path.is_file():
         return 'missing', None
     stats = json.loads(stats_path.read_text())
+    diagnostics = stats_path.parent / DIAGNOSTICS_FILE
+    if diagnostics.is_file():
+        stats['diagnostics'] = json.loads(diagnostics.read_text())
     if not stats.get('complete'):
         return f'partial (iter {stats.get("iter")}/{stats.get("max_iters")})', stats
     return 'complete', stats
@@ -110,13 +133,25 @@ def _fmt(value, spec: str) -> str:
     return '-' if value is None else format(value, spec)
 
 
+def _row_key(v: Variant):
+    mode = v.variant.split('-')[0]
+    return (v.track, _index(ALGO_ORDER, v.algo), v.algo,
+            _index(MODE_ORDER, mode), v.variant)
+
+
+def _index(order, value) -> int:
+    return order.index(value) if value in order else len(order)
+
+
+def _has_diagnostics(variants: List[Variant]) -> bool:
+    return any(v.diagnostic('entropy') is not None for v in variants)
+
+
 def rows(variants: List[Variant]) -> List[List[str]]:
     """Table rows, grouped by track, FCN baseline first in each."""
     baseline = {v.track: v.mean_std()[0] for v in variants if v.algo == 'fcn'}
-    order = {'fcn': 0, 'nonlocal': 1, 'ccnet': 2}
     out = []
-    for v in sorted(variants, key=lambda v: (v.track, order.get(v.algo, 9),
-                                             v.algo, v.variant)):
+    for v in sorted(variants, key=_row_key):
         mean, std = v.mean_std()
         base = baseline.get(v.track)
         delta = (None if mean is None or base is None or v.algo == 'fcn'
@@ -133,15 +168,19 @@ def rows(variants: List[Variant]) -> List[List[str]]:
                  1000 * v.median_of('step_time_s'), '.1f'),
             _fmt(v.median_of('peak_memory_mib'), '.0f'),
             f'{len(v.runs)}/{n_seeds}',
-        ])
+        ] + ([_fmt(v.diagnostic(stat), spec)
+              for stat, _, spec in DIAGNOSTIC_COLUMNS]
+             if _has_diagnostics(variants) else []))
     return out
 
 
 def to_markdown(variants: List[Variant], problems: List[str],
                 machine: str = '') -> str:
-    table = [COLUMNS] + rows(variants)
+    columns = COLUMNS + (tuple(title for _, title, _ in DIAGNOSTIC_COLUMNS)
+                         if _has_diagnostics(variants) else ())
+    table = [columns] + rows(variants)
     lines = ['| ' + ' | '.join(r) + ' |' for r in table]
-    lines.insert(1, '|' + '---|' * len(COLUMNS))
+    lines.insert(1, '|' + '---|' * len(columns))
     text = '\n'.join(lines) + '\n'
     if machine:
         text += f'\nMachine: {machine}\n'
@@ -150,6 +189,16 @@ def to_markdown(variants: List[Variant], problems: List[str],
              'include attention; 1 multiply-add = 1 FLOP) for one image. '
              'Step: median training step time; memory: peak CUDA allocation '
              'or, on CPU, peak resident set of the process.\n')
+    if _has_diagnostics(variants):
+        text += ('\nAttention diagnostics (val split, final checkpoint, mean '
+                 'over seeds and criss-cross hops): self-aff. ×keys = weight '
+                 'a position gives itself × number of keys it sees (1 = '
+                 'uniform); self top-1 = share of positions whose top key is '
+                 'themselves; entropy = normalised entropy (1 = uniform); '
+                 'asym. = ‖A − Aᵀ‖/‖A‖; q-indep. = mean cosine distance '
+                 "between different queries' maps (GCNet); mass on source = "
+                 'attention mass that object pixels put on the object their '
+                 'label comes from (cyclic track).\n')
     if problems:
         text += '\nRuns not in the table (missing, failed or partial):\n'
         text += ''.join(f'- {p}\n' for p in problems)
@@ -161,7 +210,8 @@ def to_csv(variants: List[Variant]) -> str:
     writer = csv.writer(buffer)
     writer.writerow(['track', 'head', 'qkv_mode', 'config', 'miou_mean',
                      'miou_std', 'miou_per_seed', 'seeds', 'params', 'flops',
-                     'step_time_s', 'peak_memory_mib', 'problems'])
+                     'step_time_s', 'peak_memory_mib', 'problems'] +
+                    [stat for stat, _, _ in DIAGNOSTIC_COLUMNS])
     for v in variants:
         mean, std = v.mean_std()
         writer.writerow([
@@ -170,7 +220,7 @@ def to_csv(variants: List[Variant]) -> str:
             ' '.join(map(str, sorted(v.runs))), v.first('params'),
             v.first('flops'), v.median_of('step_time_s'),
             v.median_of('peak_memory_mib'), '; '.join(v.problems)
-        ])
+        ] + [v.diagnostic(stat) for stat, _, _ in DIAGNOSTIC_COLUMNS])
     return buffer.getvalue()
 
 
@@ -185,15 +235,16 @@ def plot(variants: List[Variant], path: str) -> None:
     fig, axes = plt.subplots(1, len(tracks), figsize=(6 * len(tracks), 4),
                              squeeze=False)
     for ax, track in zip(axes[0], tracks):
-        chosen = [v for v in variants if v.track == track and v.runs]
-        chosen.sort(key=lambda v: (v.algo != 'fcn', v.algo, v.variant))
+        chosen = sorted((v for v in variants if v.track == track and v.runs),
+                        key=_row_key)
         for i, v in enumerate(chosen):
             mean, std = v.mean_std()
             colour = {'fcn': 'grey', 'nonlocal': 'C0'}.get(v.algo, 'C1')
             ax.bar(i, mean, yerr=std, color=colour, alpha=0.6, capsize=3)
             ax.scatter([i] * len(v.mious), v.mious, color='k', s=8, zorder=3)
         ax.set_xticks(range(len(chosen)))
-        ax.set_xticklabels([f'{v.algo}\n{v.variant}' for v in chosen],
+        ax.set_xticklabels([v.algo if v.variant == '-' else
+                            f'{v.algo}\n{v.variant}' for v in chosen],
                            rotation=60, fontsize=7)
         ax.set_title(f'track: {track}')
         ax.set_ylabel('mIoU (val)')

@@ -3,9 +3,10 @@ installed."""
 from .attention_head import AttentionHead
 from .convert import convert_head_state_dict
 from .dataset import QKVSyntheticDataset
+from .diagnostics_hook import AttentionDiagnosticsHook
 from .hooks import RNGStateHook, RunStatsHook
 
 __all__ = [
-    'AttentionHead', 'QKVSyntheticDataset', 'RNGStateHook', 'RunStatsHook',
+    'AttentionDiagnosticsHook', 'AttentionHead', 'QKVSyntheticDataset', 'RNGStateHook', 'RunStatsHook',
     'convert_head_state_dict'
 ]

@@ -24,8 +24,9 @@ def render_samples(track: str, count: int, path: str, seed: int = 0,
     rng = np.random.default_rng(seed)
     columns = []
     for _ in range(count):
-        image, label = TRACKS[track].sample(rng)
-        columns.append(np.concatenate([image, label_to_rgb(label)], axis=0))
+        sample = TRACKS[track].sample(rng)
+        columns.append(
+            np.concatenate([sample.image, label_to_rgb(sample.label)], axis=0))
     sheet = Image.fromarray(np.concatenate(columns, axis=1))
     sheet = sheet.resize((sheet.width * scale, sheet.height * scale),
                          Image.NEAREST)

@@ -3,7 +3,7 @@
 Each track states the hypothesis it tests; ``TRACKS`` maps names to them.
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -19,13 +19,28 @@ GROUPING_TINT = 7.0
 GROUPING_NOISE = 45.0
 
 
+class Sample(NamedTuple):
+    """One generated image with its labels."""
+    image: np.ndarray  # [H, W, 3] uint8 RGB
+    label: np.ndarray  # [H, W] uint8 class ids, IGNORE_INDEX unlabelled
+    # cyclic only: [H, W] uint8 object ids (1 circle, 2 square, 3 triangle,
+    # 0 anything else); object k's label comes from object source_of(k)
+    objects: Optional[np.ndarray] = None
+
+
+def source_of(obj: np.ndarray) -> np.ndarray:
+    """Cyclic track: the object id whose colour object ``obj`` is labelled
+    with (circle -> square -> triangle -> circle); 0 for 0."""
+    return np.where(obj > 0, obj % 3 + 1, 0)
+
+
 @dataclass(frozen=True)
 class Track:
     """A generated task: its classes, its hypothesis, its sample function."""
     name: str
     classes: Tuple[str, ...]
     hypothesis: str
-    sample: Callable[[np.random.Generator], Tuple[np.ndarray, np.ndarray]]
+    sample: Callable[[np.random.Generator], Sample]
 
 
 def _place(rng: np.random.Generator, radii, size: int, gap: float = 3.0):
@@ -46,7 +61,7 @@ def _place(rng: np.random.Generator, radii, size: int, gap: float = 3.0):
     raise RuntimeError('could not place the objects; lower their count')
 
 
-def cyclic_sample(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+def cyclic_sample(rng: np.random.Generator) -> Sample:
     """A circle, a square and a triangle, each labelled with the colour of
     the next one in the cycle circle → square → triangle → circle; two or
     three distractors (plus, ring) in random colours. Background and
@@ -54,6 +69,7 @@ def cyclic_sample(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     size = IMAGE_SIZE
     image = grey_noise(rng, size, 128, 20)
     label = np.full((size, size), IGNORE_INDEX, np.uint8)
+    objects = np.zeros((size, size), np.uint8)
     n_distractors = int(rng.integers(2, 4))
     radii = rng.uniform(10, 15, 3 + n_distractors)
     centres = _place(rng, radii, size)
@@ -64,7 +80,8 @@ def cyclic_sample(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
         paint(image, mask, PALETTE[colours[i]], rng, noise=12)
         if i < 3:
             label[mask] = colours[(i + 1) % 3]
-    return to_uint8(image), label
+            objects[mask] = i + 1
+    return Sample(to_uint8(image), label, objects)
 
 
 def _interleaved_regions(rng: np.random.Generator, n_regions: int,
@@ -80,7 +97,7 @@ def _interleaved_regions(rng: np.random.Generator, n_regions: int,
     return np.argmax(np.stack(fields), axis=0)
 
 
-def grouping_sample(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+def grouping_sample(rng: np.random.Generator) -> Sample:
     """Three grey levels, each region scattered over the image in many small
     pieces; a region's class is a faint colour tint shared by all its pixels
     and buried in heavy per-pixel noise. The tint is readable only by
@@ -98,7 +115,7 @@ def grouping_sample(rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
         inside = region == k
         image[inside] = greys[k] + tints[classes[k]]
     image += rng.normal(0, GROUPING_NOISE, image.shape).astype(np.float32)
-    return to_uint8(image), classes[region].astype(np.uint8)
+    return Sample(to_uint8(image), classes[region].astype(np.uint8))
 
 
 TRACKS: Dict[str, Track] = {

@@ -43,12 +43,16 @@ def write_track(root: Path, track: str, seed: int,
     sums = {}
     for split, count in splits.items():
         rng = np.random.default_rng(_split_seed(seed, track, split))
-        for sub in ('img_dir', 'ann_dir'):
-            (root / track / sub / split).mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            image, label = TRACKS[track].sample(rng)
-            for sub, array in (('img_dir', image), ('ann_dir', label)):
+            sample = TRACKS[track].sample(rng)
+            # obj_dir: object ids for diagnostics (cyclic track only)
+            for sub, array in (('img_dir', sample.image),
+                               ('ann_dir', sample.label),
+                               ('obj_dir', sample.objects)):
+                if array is None:
+                    continue
                 rel = f'{track}/{sub}/{split}/{i:05d}.png'
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(array).save(root / rel, optimize=False)
                 sums[rel] = _sha256(root / rel)
     return sums

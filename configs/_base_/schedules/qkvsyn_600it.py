@@ -22,5 +22,9 @@ default_hooks = dict(
                     interval=max_iters // 3, max_keep_ckpts=2),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='SegVisualizationHook'))
-custom_hooks = [dict(type='RunStatsHook'), dict(type='RNGStateHook')]
+custom_hooks = [
+    dict(type='RunStatsHook'),
+    dict(type='RNGStateHook'),
+    dict(type='AttentionDiagnosticsHook'),  # at the final validation
+]
 randomness = dict(seed=0, deterministic=False)
