@@ -170,3 +170,15 @@ def test_fast_path_uses_fused_kernel_not_math(qkv_mode, mask_self):
     ops = {event.key for event in prof.key_averages()}
     assert 'aten::_scaled_dot_product_flash_attention_for_cpu' in ops
     assert 'aten::_scaled_dot_product_attention_math' not in ops
+
+
+@mask_selfs
+def test_cpu_dispatch_for_wide_heads_agrees_with_fused(monkeypatch,
+                                                       mask_self):
+    q, k = torch.randn(2, 1, 50, 160), torch.randn(2, 1, 50, 160)
+    v = torch.randn(2, 1, 50, 96)
+    explicit, _ = dense_attention(q, k, v, 0.1, mask_self)
+    monkeypatch.setattr(
+        'qkv_plugins.layers.kernels.CPU_EXPLICIT_MAX_POSITIONS', 0)
+    fused, _ = dense_attention(q, k, v, 0.1, mask_self)
+    torch.testing.assert_close(explicit, fused, rtol=1e-4, atol=1e-5)

@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from qkv_plugins import QKVCrissCrossAttention, record_attention
+from qkv_plugins.analysis.table import describe_config
 from qkv_plugins.analysis.visualize import draw
 from qkv_plugins.synthetic import DEFAULT_ROOT
 
@@ -72,8 +73,11 @@ def main() -> None:
         hops = maps[args.layer]
         kind = ('criss_cross' if isinstance(layer, QKVCrissCrossAttention)
                 else 'non_local')
-        variants[Path(config).stem.split('_')[0]] = (kind, hops,
-                                                     tuple(shapes[0]))
+        _, algo, variant = describe_config(Path(config).stem)
+        label = f'{algo} {variant}' if variant != '-' else algo
+        if label in variants:  # same head twice: tell them apart
+            label = f'{label} ({len(variants)})'
+        variants[label] = (kind, hops, tuple(shapes[0]))
     draw(image, queries, variants, args.out)
     print(f'wrote {args.out}')
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from ..layers import QKVCrissCrossAttention, QKVNonLocal2d
-from .memory import extra_peak_mib
+from .memory import configure_cpu_memory, extra_peak_mib
 
 RECURRENCE = 2
 
@@ -129,55 +129,92 @@ def _step(module: nn.Module, x: torch.Tensor, autocast) -> Callable[[], None]:
     return run
 
 
-def measure(case: Case, impl: str, module: nn.Module, device: torch.device,
-            dtype: torch.dtype, warmup: int, repeats: int) -> Result:
-    module = module.to(device)
-    x = torch.randn(case.batch, case.channels, case.height, case.width,
-                    device=device, requires_grad=True)
-    autocast = (nullcontext if dtype == torch.float32 else
-                (lambda: torch.autocast(device.type, dtype=dtype)))
-    run = _step(module, x, autocast)
+def _inputs(case: Case, device: torch.device) -> torch.Tensor:
+    return torch.randn(case.batch, case.channels, case.height, case.width,
+                       device=device, requires_grad=True)
+
+
+def _autocast(device: torch.device, dtype: torch.dtype):
+    return (nullcontext if dtype == torch.float32 else
+            (lambda: torch.autocast(device.type, dtype=dtype)))
+
+
+def time_ms(module: nn.Module, case: Case, device: torch.device,
+            dtype: torch.dtype, warmup: int, repeats: int) -> float:
+    """Median forward + backward time of ``module`` on ``case``'s input."""
+    run = _step(module.to(device), _inputs(case, device),
+                _autocast(device, dtype))
     sync = (torch.cuda.synchronize if device.type == 'cuda' else
             (lambda: None))
-    try:
-        for _ in range(warmup):
-            run()
-        times = []
-        for _ in range(repeats):
-            sync()
-            start = time.perf_counter()
-            run()
-            sync()
-            times.append(time.perf_counter() - start)
-        extra = extra_peak_mib(run, device)
-    except torch.OutOfMemoryError as error:
-        return Result(case, impl, None, None, None,
-                      f'out of memory: {str(error).splitlines()[0][:80]}')
-    seconds = statistics.median(times)
-    return Result(case, impl, 1000 * seconds, extra,
-                  attention_flops(case, module) / seconds / 1e12)
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        sync()
+        start = time.perf_counter()
+        run()
+        sync()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def memory_mib(module: nn.Module, case: Case, device: torch.device,
+               dtype: torch.dtype) -> float:
+    """Extra peak memory of one forward + backward (after one warm-up)."""
+    run = _step(module.to(device), _inputs(case, device),
+                _autocast(device, dtype))
+    run()
+    return extra_peak_mib(run, device)
+
+
+def _modules(case: Case):
+    torch.manual_seed(0)
+    name, reference = build_reference(case)
+    return [('ours', build_ours(case)), (name, reference)]
 
 
 def run_cases(cases: Iterable[Case], device: torch.device, dtype: torch.dtype,
               warmup: int = 2, repeats: int = 5, log=print) -> List[Result]:
-    """Measure each case and its reference, one after the other."""
-    results = []
+    """Measure each case and its reference, one right after the other:
+    first every time, then every memory peak.
+
+    On CPU the memory pass runs with glibc told to ``mmap`` large blocks
+    (see :mod:`.memory`), which would slow the timings, hence two passes.
+    """
     cases = list(cases)
+    results = []
     for i, case in enumerate(cases):
-        torch.manual_seed(0)
-        name, reference = build_reference(case)
-        pair = [('ours', build_ours(case)), (name, reference)]
-        for impl, module in pair:
-            result = measure(case, impl, module, device, dtype, warmup,
-                             repeats)
+        for impl, module in _modules(case):
+            try:
+                ms = time_ms(module, case, device, dtype, warmup, repeats)
+                result = Result(case, impl, ms, None,
+                                attention_flops(case, module) / ms / 1e9)
+            except torch.OutOfMemoryError as error:
+                result = Result(case, impl, None, None, None,
+                                'out of memory: '
+                                f'{str(error).splitlines()[0][:60]}')
             results.append(result)
-            del module
-        ours, ref = results[-2], results[-1]
-        ratio = (f'{ours.time_ms / ref.time_ms:.2f}x time, '
-                 if ours.time_ms and ref.time_ms else '')
-        log(f'[benchmark {i + 1}/{len(cases)}] {case.label} '
+        ours, ref = results[-2:]
+        ratio = (f'{ours.time_ms / ref.time_ms:.2f}x'
+                 if ours.time_ms and ref.time_ms else '-')
+        log(f'[benchmark time {i + 1}/{len(cases)}] {case.label} '
             f'{case.height}x{case.width}: ours {_ms(ours)} vs {ref.impl} '
-            f'{_ms(ref)} ({ratio}memory {_mib(ours)} vs {_mib(ref)})')
+            f'{_ms(ref)} ({ratio})')
+    if device.type == 'cpu':
+        configure_cpu_memory()
+    for i, case in enumerate(cases):
+        for j, (impl, module) in enumerate(_modules(case)):
+            result = results[2 * i + j]
+            if result.error:
+                continue
+            try:
+                result.extra_mib = memory_mib(module, case, device, dtype)
+            except torch.OutOfMemoryError as error:
+                result.error = f'out of memory: {str(error)[:60]}'
+        ours, ref = results[2 * i:2 * i + 2]
+        log(f'[benchmark memory {i + 1}/{len(cases)}] {case.label} '
+            f'{case.height}x{case.width}: ours {_mib(ours)} vs {ref.impl} '
+            f'{_mib(ref)}')
     return results
 
 

@@ -25,7 +25,9 @@ def _read_status_kib(field: str) -> int:
     raise RuntimeError(f'{field} not in /proc/self/status')
 
 
-def _configure_malloc() -> None:
+def configure_cpu_memory() -> None:
+    """Have glibc ``mmap`` blocks ≥ 64 KiB (once), so that freed tensors
+    leave the resident set; call before allocating what is measured."""
     global _configured
     if not _configured:
         libc = ctypes.CDLL('libc.so.6')
@@ -51,7 +53,10 @@ def extra_peak_mib(fn: Callable[[], object], device: torch.device) -> float:
         fn()
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    _configure_malloc()
+    configure_cpu_memory()
+    # Free heap chunks would be reused without touching new pages: give
+    # their pages back so that reusing them shows in the resident set.
+    ctypes.CDLL('libc.so.6').malloc_trim(0)
     Path('/proc/self/clear_refs').write_text('5')  # VmHWM := VmRSS
     before = _read_status_kib('VmRSS')
     fn()

@@ -13,6 +13,10 @@ from torch import Tensor
 
 # Queries per chunk when ``mask_self`` needs a mask: the mask is chunk × N.
 MASKED_QUERY_CHUNK = 1024
+# CPU dispatch (tools/benchmark_layers.py): below this many positions, heads
+# wider than this run faster on the explicit path.
+CPU_EXPLICIT_MAX_POSITIONS = 4095
+CPU_FUSED_MAX_HEAD_DIM = 128
 
 
 def _float32_scores(device_type: str):
@@ -20,6 +24,14 @@ def _float32_scores(device_type: str):
     if torch.is_autocast_enabled(device_type):
         return torch.autocast(device_type, enabled=False)
     return nullcontext()
+
+
+def _explicit_is_faster(q: Tensor, v: Tensor) -> bool:
+    """On CPU, small maps with wide heads (the identity modes: head size =
+    in_channels) run faster as matmul → softmax → matmul than through the
+    fused kernel; the N×N matrix is small there."""
+    return (q.device.type == 'cpu' and q.shape[-2] <= CPU_EXPLICIT_MAX_POSITIONS
+            and max(q.shape[-1], v.shape[-1]) > CPU_FUSED_MAX_HEAD_DIM)
 
 
 def _at_least_fp32(t: Tensor) -> Tensor:
@@ -48,17 +60,24 @@ def dense_attention(q: Tensor,
     """
     n = q.shape[-2]
     mask_self = mask_self and n > 1
+    if not need_weights and _explicit_is_faster(q, v):
+        out, _ = dense_attention(q, k, v, scale, mask_self, need_weights=True)
+        return out, None
     if need_weights:
         with _float32_scores(q.device.type):
-            # [B, heads, N, N]
-            logits = torch.matmul(_at_least_fp32(q),
-                                  _at_least_fp32(k).transpose(-1, -2)) * scale
+            # Scale Q (N·C) rather than the logits (N·N). [B, heads, N, N]
+            q32 = _at_least_fp32(q)
+            logits = torch.matmul(q32 * scale if scale != 1.0 else q32,
+                                  _at_least_fp32(k).transpose(-1, -2))
             if mask_self:
                 eye = torch.eye(n, dtype=torch.bool, device=q.device)
                 logits = logits.masked_fill(eye, float('-inf'))
             weights = logits.softmax(dim=-1)
         return torch.matmul(weights.to(v.dtype), v), weights
     out_channels = v.shape[-1]
+    # Fused kernels need the head dimension contiguous, or SDPA silently
+    # falls back to its N×N math kernel.
+    q, k, v = (t.contiguous() for t in (q, k, v))
     if q.shape[-1] != out_channels:
         # Fused kernels need one head size for Q, K and V: zero channels
         # change no logit (on Q and K) and add output columns we drop (on V).

@@ -103,10 +103,9 @@ class QKVNonLocal2d(RecordsAttention, nn.Module):
         check_input(x, self.in_channels, type(self).__name__)
         batch, _, height, width = x.shape
         q, k, v = self.proj(x)
-        # [B, C', H, W] -> [B, heads, HW, C'/heads]; contiguous, or SDPA
-        # silently falls back to its N×N math kernel.
+        # [B, C', H, W] -> [B, heads, HW, C'/heads]
         q, k, v = (t.reshape(batch, self.num_heads, -1,
-                             height * width).transpose(-1, -2).contiguous()
+                             height * width).transpose(-1, -2)
                    for t in (q, k, v))
         q, k, scale = self.similarity(q, k, dim=-1)
         y, weights = dense_attention(q, k, v, scale, self.mask_self,
