@@ -6,8 +6,10 @@ from .layers.catalog import describe
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog='python -m qkv_plugins',
-                                     description=__doc__.splitlines()[0][3:])
+    parser = argparse.ArgumentParser(
+        prog='python -m qkv_plugins',
+        description='List the registered layers, their options and '
+        'per-mode parameter counts.')
     parser.add_argument('--in-channels', type=int, default=512,
                         help='channels for the parameter counts (default: '
                         '512, as in NLHead/CCHead)')

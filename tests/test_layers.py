@@ -101,7 +101,7 @@ def test_mask_self_gives_zero_weight_to_own_position():
 
     cca = build_layer('criss_cross', qkv_mode='shared', mask_self=True)
     _, hops = cca.forward_with_weights(torch.randn(1, 16, 3, 4))
-    h, w = 3, 4
+    h = 3  # rows of the 3 x 4 map
     for hop in hops:
         own_col = hop[..., :h].diagonal(dim1=1, dim2=3)  # [B, W, H]
         own_row = hop[..., h:].diagonal(dim1=2, dim2=3)  # [B, H, W]

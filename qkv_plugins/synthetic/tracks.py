@@ -7,8 +7,8 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from .drawing import (COLOUR_NAMES, PALETTE, grey_noise, grid, paint,
-                      shape_mask, to_uint8)
+from .drawing import (COLOUR_NAMES, PALETTE, grey_noise, paint, shape_mask,
+                      to_uint8)
 
 IMAGE_SIZE = 128
 CYCLE = ('circle', 'square', 'triangle')
