@@ -1,8 +1,10 @@
 """Attention kernels as functions of tensors: scores → softmax → weighted sum.
 
-The fast paths never hold an N×N matrix; the explicit paths build it and hand
-the weights back (for diagnostics and pictures). Both share the masking rule:
-``mask_self`` removes a position's own key unless it is the only key.
+The fast paths hold no N×N matrix (one exception: on CPU, below 4,096
+positions, heads wider than 128 take the explicit path, which is faster
+there); the explicit paths build it and hand the weights back (for
+diagnostics and pictures). Both share the masking rule: ``mask_self`` removes
+a position's own key unless it is the only key.
 """
 from contextlib import nullcontext
 from typing import Optional, Tuple
