@@ -7,15 +7,13 @@ parameter-matched ``shared`` control and criss-cross (recurrence 2) in all
 modes, with five seeds. ``--publish`` copies the table to ``benchmarks/``.
 """
 import argparse
-import platform
 import shutil
 import time
 from pathlib import Path
 
-import torch
-
 from .analysis.report import write_report
 from .io import atomic_path
+from .machine import describe_machine
 from .study import diagnose, plan, sweep
 from .synthetic import DEFAULT_ROOT, TRACKS, DatasetError, make_dataset
 from .synthetic import verify_dataset
@@ -65,14 +63,6 @@ def ensure_data(root: str) -> None:
         make_dataset(root)
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    device = (torch.cuda.get_device_name() if torch.cuda.is_available() else
-              f'{cpu}, {torch.get_num_threads()} threads, no GPU')
-    return (f'{device}; Python {platform.python_version()}, torch '
-            f'{torch.__version__}')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--full', action='store_true',
@@ -101,7 +91,7 @@ def main() -> None:
     runs = plan(study_configs(heads), seeds, work_root)
     sweep(runs, work_root, options, jobs=args.jobs)
     diagnose(runs, options)
-    text = write_report(work_root, machine=machine())
+    text = write_report(work_root, machine=describe_machine())
     print(text)
     print(f'[demo] table: {work_root}/table.md (.csv, .png); '
           f'{(time.time() - began) / 60:.1f} min')

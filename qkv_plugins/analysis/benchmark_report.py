@@ -1,13 +1,13 @@
 """Cases, tables and plots of the layer benchmark (tools/benchmark_layers.py)."""
 import csv
 import io
-import platform
 from pathlib import Path
 from typing import List, Tuple
 
 import torch
 
 from ..io import atomic_path, write_text_atomic
+from ..machine import describe_machine
 from .benchmark import Case, Result, run_cases
 
 CPU_SHAPES = ((32, 32, 2), (64, 64, 2), (48, 80, 2), (97, 97, 2))
@@ -29,15 +29,6 @@ def default_cases(layers, on_gpu: bool, quick: bool) -> List[Case]:
         for layer in layers for (h, w, b) in shapes
         for mode, sim, mask in variants
     ]
-
-
-def machine(device: torch.device) -> str:
-    if device.type == 'cuda':
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f'{platform.processor() or platform.machine()} CPU, ' \
-               f'{torch.get_num_threads()} threads'
-    return f'{name}; torch {torch.__version__}'
 
 
 def pairs(results: List[Result]) -> List[Tuple[Result, Result]]:
@@ -121,12 +112,12 @@ def main_from_args(args) -> None:
     dtype = getattr(torch, args.dtype or (
         'bfloat16' if device.type == 'cuda' else 'float32'))
     cases = default_cases(args.layers, device.type == 'cuda', args.quick)
-    print(f'[benchmark] {len(cases)} cases on {machine(device)}, {dtype}')
+    print(f'[benchmark] {len(cases)} cases on {describe_machine(device)}, {dtype}')
     results = run_cases(cases, device, dtype, args.warmup, args.repeats)
     tag = 'cpu' if device.type == 'cpu' else torch.cuda.get_device_name(
         device).split()[-1].lower()
     out = Path(args.out_dir) / f'layers-{tag}{"-quick" if args.quick else ""}'
-    title = f'Layer benchmark: {machine(device)}, {str(dtype)[6:]}'
+    title = f'Layer benchmark: {describe_machine(device)}, {str(dtype)[6:]}'
     command = 'python tools/benchmark_layers.py' + (' --quick' if args.quick
                                                     else '')
     text = to_markdown(results, title, command)

@@ -7,7 +7,10 @@ message hub and meta). Rather than switching the safe loader off, we add
 exactly those types to torch's allow-list (and, for the ``getattr`` that
 pickled functions need, a stand-in that fetches nothing else).
 """
+import glob
+import os
 import pickle
+import re
 from typing import List
 
 import numpy as np
@@ -70,8 +73,6 @@ def atomic_checkpoint_saving() -> None:
     A run killed while saving leaves its previous checkpoint complete and no
     partial file under the final name, so ``--resume`` finds a loadable one.
     """
-    import os
-
     from mmengine.runner import runner as runner_module
     save = runner_module.save_checkpoint
     if getattr(save, 'is_atomic', False):
@@ -97,9 +98,6 @@ def find_resumable_checkpoint(work_dir: str):
     """The checkpoint to resume from: ``last_checkpoint`` if it names an
     existing file, else the newest ``iter_*.pth``/``epoch_*.pth``; None if
     the work dir holds none."""
-    import glob
-    import os
-    import re
     pointer = os.path.join(work_dir, 'last_checkpoint')
     if os.path.isfile(pointer):
         with open(pointer) as f:

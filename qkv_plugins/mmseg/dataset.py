@@ -28,7 +28,7 @@ class QKVSyntheticDataset(BaseSegDataset):
             raise ValueError(f'QKVSyntheticDataset: split={split!r}; '
                              f'allowed: {SPLITS}')
         # Before anything reads a file: a clear error naming the fix.
-        verify_dataset(data_root, track)
+        verify_dataset(data_root, track, split)
         classes = TRACKS[track].classes
         palette = [list(rgb) for rgb in PALETTE[:len(classes)]]
         self.track = track

@@ -1,6 +1,5 @@
 """Hooks of the study: run statistics, and RNG states in checkpoints."""
 import json
-import platform
 import random
 import resource
 import statistics
@@ -16,6 +15,7 @@ from mmseg.registry import HOOKS
 
 from ..analysis import count_flops
 from ..io import write_text_atomic
+from ..machine import device_name
 
 STATS_FILE = 'run_stats.json'
 
@@ -26,12 +26,6 @@ def peak_memory_mib() -> tuple:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20, 'cuda_allocated'
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 'cpu_rss'
-
-
-def device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    return f'{platform.processor() or platform.machine()} CPU'
 
 
 @HOOKS.register_module()

@@ -101,11 +101,14 @@ def make_dataset(root: str = DEFAULT_ROOT,
     return root
 
 
-def verify_dataset(root: str, track: str, full: bool = True) -> dict:
+def verify_dataset(root: str,
+                   track: str,
+                   split: Optional[str] = None,
+                   full: bool = True) -> dict:
     """Check that ``root`` holds ``track`` as its manifest says.
 
-    Checks that every file of the track exists (and, with ``full``, its
-    SHA-256). Raises DatasetError naming the command that makes the data.
+    Checks that every file of the track (of one ``split``, if given) exists
+    and, with ``full``, its SHA-256. Raises DatasetError naming the command that makes the data.
     """
     root_path = Path(root)
     fix = (f'run `{MAKE_COMMAND} --out {root}` (or `make data`) to '
@@ -122,8 +125,10 @@ def verify_dataset(root: str, track: str, full: bool = True) -> dict:
     if track not in manifest['tracks']:
         raise DatasetError(f'track {track!r} is not in {manifest_path} (it '
                            f'holds {manifest["tracks"]}): {fix}')
+    # relative paths: <track>/<img_dir|ann_dir|obj_dir>/<split>/<name>.png
     for rel, digest in manifest['files'].items():
-        if not rel.startswith(track + '/'):
+        parts = rel.split('/')
+        if parts[0] != track or (split is not None and parts[2] != split):
             continue
         path = root_path / rel
         if not path.is_file():
