@@ -57,8 +57,8 @@ def _stats(root, config, seed, miou, complete=True):
 
 
 def test_table_reports_mean_std_and_every_missing_run(tmp_path):
-    nl = 'nonlocal-shared_tinyr18-d8_1xb8-600it_qkvsyn-cyclic-128x128'
-    fcn = 'fcn_tinyr18-d8_1xb8-600it_qkvsyn-cyclic-128x128'
+    nl = 'nonlocal-shared_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128'
+    fcn = 'fcn_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128'
     _stats(tmp_path, nl, 0, 60.0)
     _stats(tmp_path, nl, 1, 70.0)
     _stats(tmp_path, nl, 2, 0.0, complete=False)
@@ -95,7 +95,7 @@ def test_plan_refuses_missing_configs(tmp_path):
 
 
 def test_table_joins_attention_diagnostics(tmp_path):
-    nl = 'nonlocal-identity_tinyr18-d8_1xb8-600it_qkvsyn-grouping-128x128'
+    nl = 'nonlocal-identity_tinyr18s2_1xb8-800it_qkvsyn-grouping-128x128'
     for seed, entropy in ((0, 0.2), (1, 0.4)):
         _stats(tmp_path, nl, seed, 50.0)
         (tmp_path / nl / f'seed{seed}' / 'attention_diagnostics.json') \

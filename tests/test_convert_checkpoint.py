@@ -5,8 +5,8 @@ from mmengine.config import Config
 
 from .helpers import CONFIGS, build_segmentor, run_tool, seg_logits
 
-TINY = CONFIGS / '_base_/models/tinyr18-d8_attention.py'
-HEAD = dict(in_channels=128, in_index=0, channels=64, num_classes=5,
+TINY = CONFIGS / '_base_/models/tinyr18s2_attention.py'
+HEAD = dict(in_channels=32, in_index=0, channels=64, num_classes=5,
             norm_cfg=dict(type='BN', requires_grad=True), align_corners=False)
 STOCK = {
     'nl': (dict(type='NLHead', reduction=2, use_scale=True,

@@ -10,7 +10,7 @@ import torch
 from .helpers import CONFIGS, REPO, run_tool
 
 STUDY = CONFIGS / 'qkv_study'
-CONFIG = STUDY / 'nonlocal-separate_tinyr18-d8_1xb8-600it_qkvsyn-cyclic-128x128.py'
+CONFIG = STUDY / 'nonlocal-separate_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128.py'
 SINGLE_THREAD = {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
 
 

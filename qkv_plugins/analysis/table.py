@@ -25,10 +25,12 @@ DIAGNOSTIC_COLUMNS = (
     ('query_independence', 'q-indep.', '.2f'),
     ('source_mass', 'mass on source', '.2f'),
 )
-# {algorithm}-{variant}_..._qkvsyn-{track}-{crop}
-# (the backbone token, e.g. tinyr18-d8, ends the variant, which may hold '_')
+# {algorithm}-{variant}_{backbone}_{gpus}xb{batch}-..._qkvsyn-{track}-{crop}
+# (the backbone token, e.g. tinyr18s2 or r18-d8, ends the variant, which may
+# hold '_')
 _EMBEDDED = re.compile(
-    r'^(?P<algo>[a-z]+)(?:-(?P<variant>.+?))?_[a-z0-9]+-d\d+_.*_qkvsyn-'
+    r'^(?P<algo>[a-z]+)(?:-(?P<variant>.+?))?_[a-z0-9]+(?:-d\d+)?_\d+xb\d+'
+    r'.*_qkvsyn-'
     r'(?P<track>[a-z]+)-\d+x\d+$')
 # row order within a track
 ALGO_ORDER = ('fcn', 'nonlocal', 'ccnet')

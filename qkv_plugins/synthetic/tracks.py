@@ -14,8 +14,13 @@ IMAGE_SIZE = 128
 CYCLE = ('circle', 'square', 'triangle')
 DISTRACTORS = ('plus', 'ring')
 IGNORE_INDEX = 255  # mmseg's ignore label
-# grouping: norm of the class tint (RGB) and per-channel noise std
-GROUPING_TINT = 7.0
+# grouping: disc groups, their grey levels, the norm of the class tint (RGB)
+# and the per-channel noise std
+GROUPS = 3
+DISCS_PER_GROUP = 6
+GROUP_GREYS = (80.0, 140.0, 200.0)
+BACKGROUND_GREY = 20.0
+GROUPING_TINT = 5.0
 GROUPING_NOISE = 45.0
 
 
@@ -84,38 +89,29 @@ def cyclic_sample(rng: np.random.Generator) -> Sample:
     return Sample(to_uint8(image), label, objects)
 
 
-def _interleaved_regions(rng: np.random.Generator, n_regions: int,
-                         size: int) -> np.ndarray:
-    """[size, size] region ids: argmax of smooth random fields, so that each
-    region falls into many scattered pieces."""
-    from PIL import Image
-    fields = []
-    for _ in range(n_regions):
-        low = rng.random((10, 10)).astype(np.float32)
-        fields.append(np.asarray(Image.fromarray(low).resize(
-            (size, size), Image.BICUBIC)))
-    return np.argmax(np.stack(fields), axis=0)
-
-
 def grouping_sample(rng: np.random.Generator) -> Sample:
-    """Three grey levels, each region scattered over the image in many small
-    pieces; a region's class is a faint colour tint shared by all its pixels
-    and buried in heavy per-pixel noise. The tint is readable only by
-    averaging many pixels of the same region, and windows mix regions."""
+    """Three groups of discs scattered over a dark background; the discs of
+    a group share a grey level and a faint colour tint (the class), buried in
+    heavy per-pixel noise. One disc holds too few pixels to read its tint;
+    the group as a whole holds enough. Background is not labelled."""
     size = IMAGE_SIZE
-    n_regions = 3
-    region = _interleaved_regions(rng, n_regions, size)
-    greys = rng.permutation(np.linspace(70, 190, n_regions))
-    classes = rng.integers(0, len(PALETTE), n_regions)
+    n_discs = GROUPS * DISCS_PER_GROUP
+    radii = rng.uniform(7, 9, n_discs)
+    centres = _place(rng, radii, size, gap=2.0)
+    greys = rng.permutation(GROUP_GREYS)
+    classes = rng.integers(0, len(PALETTE), GROUPS)
     palette = np.asarray(PALETTE, np.float32)
     tints = palette - palette.mean(axis=1, keepdims=True)
     tints *= GROUPING_TINT / np.linalg.norm(tints, axis=1, keepdims=True)
-    image = np.empty((size, size, 3), np.float32)
-    for k in range(n_regions):
-        inside = region == k
-        image[inside] = greys[k] + tints[classes[k]]
+    image = np.full((size, size, 3), BACKGROUND_GREY, np.float32)
+    label = np.full((size, size), IGNORE_INDEX, np.uint8)
+    for i, ((cy, cx), r) in enumerate(zip(centres, radii)):
+        group = i % GROUPS
+        mask = shape_mask('circle', cy, cx, r, size)
+        image[mask] = greys[group] + tints[classes[group]]
+        label[mask] = classes[group]
     image += rng.normal(0, GROUPING_NOISE, image.shape).astype(np.float32)
-    return Sample(to_uint8(image), classes[region].astype(np.uint8))
+    return Sample(to_uint8(image), label)
 
 
 TRACKS: Dict[str, Track] = {
@@ -135,11 +131,12 @@ TRACKS: Dict[str, Track] = {
         name='grouping',
         classes=COLOUR_NAMES,
         hypothesis=(
-            'Three grey regions, each scattered over the image in many small '
-            "pieces; a region's class is a faint colour tint under heavy "
-            'noise, readable only by averaging many pixels of the region. '
-            'Pooling over pixels alike in grey level is the whole job, which '
-            'a symmetric similarity does: shared or no projections should do '
-            'as well as separate ones.'),
+            'Three groups of six discs scattered over the image; the discs '
+            'of a group share a grey level and a faint colour tint (the '
+            'class) under heavy per-pixel noise. One disc holds too few '
+            'pixels to read the tint; the group holds enough. Pooling over '
+            'pixels alike in grey level is the whole job, which a symmetric '
+            'similarity does: shared or no projections should do as well as '
+            'separate ones.'),
         sample=grouping_sample),
 }

@@ -1,4 +1,4 @@
-_base_ = ['../_base_/qkvsyn-cyclic_tinyr18-d8_600it.py']
+_base_ = ['../_base_/qkvsyn-cyclic_tinyr18s2_1500it.py']
 model = dict(
     decode_head=dict(
         attention=dict(

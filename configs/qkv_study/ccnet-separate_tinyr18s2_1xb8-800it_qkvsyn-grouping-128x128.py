@@ -1,8 +1,8 @@
-_base_ = ['../_base_/qkvsyn-cyclic_tinyr18-d8_600it.py']
+_base_ = ['../_base_/qkvsyn-grouping_tinyr18s2_800it.py']
 model = dict(
     decode_head=dict(
         attention=dict(
             _delete_=True,
             type='QKVCrissCrossAttention',
-            qkv_mode='shared',
+            qkv_mode='separate',
             recurrence=2)))

@@ -1,10 +1,10 @@
 # No-attention baseline: the same head without the attention layer.
-_base_ = ['../_base_/qkvsyn-cyclic_tinyr18-d8_600it.py']
+_base_ = ['../_base_/qkvsyn-grouping_tinyr18s2_800it.py']
 model = dict(
     decode_head=dict(
         _delete_=True,
         type='FCNHead',
-        in_channels=128,
+        in_channels=32,
         in_index=0,
         channels=64,
         num_convs=2,

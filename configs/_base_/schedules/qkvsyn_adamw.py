@@ -1,4 +1,5 @@
-# Short CPU schedule: AdamW, linear decay, one evaluation at the end.
+# The embedded study's CPU schedule: AdamW, linear decay, one evaluation at
+# the end. Children (qkvsyn_<N>it.py) set the length.
 max_iters = 600
 optim_wrapper = dict(
     type='OptimWrapper',
