@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument('--data-root', default=DEFAULT_ROOT)
     parser.add_argument('--iters', type=int, default=None,
                         help='training iterations per run (default: the '
-                        "configs': 1500 cyclic, 800 grouping); runs go to "
+                        "configs': 1500 cyclic, 1200 grouping); runs go to "
                         'WORK_ROOT-<N>it')
     args = parser.parse_args()
 

@@ -95,7 +95,7 @@ def test_plan_refuses_missing_configs(tmp_path):
 
 
 def test_table_joins_attention_diagnostics(tmp_path):
-    nl = 'nonlocal-identity_tinyr18s2_1xb8-800it_qkvsyn-grouping-128x128'
+    nl = 'nonlocal-identity_tinyr18s2_1xb8-1200it_qkvsyn-grouping-128x128'
     for seed, entropy in ((0, 0.2), (1, 0.4)):
         _stats(tmp_path, nl, seed, 50.0)
         (tmp_path / nl / f'seed{seed}' / 'attention_diagnostics.json') \

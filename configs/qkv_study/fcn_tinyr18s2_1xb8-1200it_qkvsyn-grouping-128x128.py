@@ -1,5 +1,5 @@
 # No-attention baseline: the same head without the attention layer.
-_base_ = ['../_base_/qkvsyn-grouping_tinyr18s2_800it.py']
+_base_ = ['../_base_/qkvsyn-grouping_tinyr18s2_1200it.py']
 model = dict(
     decode_head=dict(
         _delete_=True,

@@ -1,8 +1,8 @@
-_base_ = ['../_base_/qkvsyn-grouping_tinyr18s2_800it.py']
+_base_ = ['../_base_/qkvsyn-grouping_tinyr18s2_1200it.py']
 model = dict(
     decode_head=dict(
         attention=dict(
             _delete_=True,
             type='QKVCrissCrossAttention',
-            qkv_mode='shared_qk',
+            qkv_mode='identity',
             recurrence=2)))

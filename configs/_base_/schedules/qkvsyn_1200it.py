@@ -1,6 +1,6 @@
-# 800 iterations of the embedded study's schedule (qkvsyn_adamw.py).
+# 1200 iterations of the embedded study's schedule (qkvsyn_adamw.py).
 _base_ = ['./qkvsyn_adamw.py']
-max_iters = 800
+max_iters = 1200
 param_scheduler = [
     dict(type='PolyLR', eta_min=1e-5, power=1.0, begin=0, end=max_iters,
          by_epoch=False)
