@@ -182,3 +182,114 @@ def test_cpu_dispatch_for_wide_heads_agrees_with_fused(monkeypatch,
         'qkv_plugins.layers.kernels.CPU_EXPLICIT_MAX_POSITIONS', 0)
     fused, _ = dense_attention(q, k, v, 0.1, mask_self)
     torch.testing.assert_close(explicit, fused, rtol=1e-4, atol=1e-5)
+
+
+# --- hand-written backward (qkv_plugins.layers.autograd_kernels) ---------
+
+from qkv_plugins.layers.autograd_kernels import (  # noqa: E402
+    CrissCrossFunction, DenseAttentionFunction)
+
+aliasings = pytest.mark.parametrize('aliasing', ['none', 'qk', 'qkv'])
+# gradcheck perturbs each leaf once: aliased roles are rebuilt from one leaf
+_REBUILD = {'none': lambda q, k, v: (q, k, v), 'qk': lambda q, v: (q, q, v),
+            'qkv': lambda q: (q, q, q)}
+
+
+def _leaves(aliasing, qk_shape, v_shape):
+    """float64 leaves for ``_REBUILD[aliasing]``."""
+    shapes = {'none': (qk_shape, qk_shape, v_shape), 'qk': (qk_shape, v_shape),
+              'qkv': (qk_shape, )}[aliasing]
+    return tuple(torch.randn(*s, dtype=torch.float64, requires_grad=True)
+                 for s in shapes)
+
+
+@aliasings
+@mask_selfs
+@pytest.mark.parametrize('scale', [1.0, 0.37])
+@pytest.mark.parametrize('n', [1, 2, 7])
+@pytest.mark.parametrize('chunk', [1024, 3])  # one backward chunk, or several
+def test_dense_function_gradcheck(aliasing, mask_self, scale, n, chunk,
+                                  monkeypatch):
+    monkeypatch.setattr(
+        'qkv_plugins.layers.autograd_kernels.BACKWARD_QUERY_CHUNK', chunk)
+    leaves = _leaves(aliasing, (2, n, 3), (2, n, 4))
+
+    def fn(*t):
+        q, k, v = _REBUILD[aliasing](*t)
+        return DenseAttentionFunction.apply(q, k, v, scale, mask_self and n > 1)
+
+    assert torch.autograd.gradcheck(fn, leaves)
+
+
+@aliasings
+@mask_selfs
+@pytest.mark.parametrize('scale', [1.0, 0.37])
+@pytest.mark.parametrize('size', [(3, 4), (1, 1), (1, 5), (4, 1)])
+def test_criss_cross_function_gradcheck(aliasing, mask_self, scale, size):
+    leaves = _leaves(aliasing, (2, 3, *size), (2, 4, *size))
+    mask = mask_self and size != (1, 1)
+
+    def fn(*t):
+        q, k, v = _REBUILD[aliasing](*t)
+        return CrissCrossFunction.apply(q, k, v, scale, mask)
+
+    assert torch.autograd.gradcheck(fn, leaves)
+
+
+def _output_and_grads(layer, x, explicit):
+    out = (layer.forward_with_weights(x, need_weights=True)[0]
+           if explicit else layer(x))
+    params = [p for p in layer.parameters()]
+    grads = torch.autograd.grad(out, [x] + params,
+                                torch.linspace(-1, 1, out.numel(),
+                                               dtype=out.dtype).view_as(out),
+                                allow_unused=True)
+    return out, grads
+
+
+@pytest.mark.parametrize('kind,path', [('non_local', 'fused'),
+                                       ('non_local', 'function'),
+                                       ('criss_cross', 'function')])
+@modes
+@similarities
+@mask_selfs
+@pytest.mark.parametrize('size', [(4, 6), (1, 5), (5, 1)])
+def test_fast_path_equals_plain_autograd(monkeypatch, kind, path, qkv_mode,
+                                         similarity, mask_self, size):
+    """Outputs and gradients of every parameter and of the input, float64."""
+    if path == 'function' and kind == 'non_local':
+        # every head width takes the CPU exception's Function
+        monkeypatch.setattr('qkv_plugins.layers.kernels.CPU_FUSED_MAX_HEAD_DIM',
+                            0)
+    layer = build_layer(kind, qkv_mode=qkv_mode, similarity=similarity,
+                        mask_self=mask_self,
+                        **({'recurrence': 2} if kind == 'criss_cross' else {}))
+    layer.double()
+    x = torch.randn(2, 16, *size, dtype=torch.float64, requires_grad=True)
+    fast, fast_grads = _output_and_grads(layer, x, explicit=False)
+    ref, ref_grads = _output_and_grads(layer, x, explicit=True)
+    # cosine normalises in fp32 (Similarity): its rounding of the (equal up
+    # to float64 rounding) inputs and gradients shows at fp32 precision
+    tol = dict(rtol=1e-4, atol=1e-4) if similarity == 'cosine' else {}
+    torch.testing.assert_close(fast, ref, **tol)
+    for a, b in zip(fast_grads, ref_grads):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, **tol)
+
+
+@mask_selfs
+@pytest.mark.parametrize('qkv_mode', ['identity', 'identity_qk', 'separate'])
+def test_wide_head_dispatch_takes_the_function(qkv_mode, mask_self):
+    """In fp32 the CPU exception (heads > 128 wide) runs the Function."""
+    layer = build_layer('non_local', in_channels=160, qkv_mode=qkv_mode,
+                        mask_self=mask_self, reduction=1)
+    x = torch.randn(2, 160, 5, 6, requires_grad=True)
+    with torch.profiler.profile() as prof:
+        fast, grads = _output_and_grads(layer, x, explicit=False)
+    names = {event.key for event in prof.key_averages()}
+    assert 'DenseAttentionFunction' in names
+    ref, ref_grads = _output_and_grads(layer, x, explicit=True)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

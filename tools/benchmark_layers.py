@@ -5,9 +5,16 @@ memory against positions. On CPU: fp32 at 32x32, 64x64, 48x80, 97x97 with
 C=256. On a GPU: bf16 autocast at 64x128, 97x97, 128x256 (B=1), 256x512
 (B=1) with C=512.
 
+With --end-to-end: a training step of stock MMSegmentation R-50-D8 with each
+decode head (FCN, NLHead, CCHead, AttentionHead with our layers), written to
+benchmarks/e2e-<device>.md and .csv. GPU: B=2, 512x1024, bf16 autocast; CPU:
+B=1, 256x512, fp32.
+
 Examples:
     python tools/benchmark_layers.py                 # default shapes here
     python tools/benchmark_layers.py --quick         # one shape, for a look
+    python tools/benchmark_layers.py --end-to-end    # R-50-D8 training steps
+    python tools/benchmark_layers.py --end-to-end --e2e-size 128x256 --e2e-infer
 """
 import argparse
 
@@ -29,8 +36,19 @@ def main() -> None:
                         default=('non_local', 'criss_cross'))
     parser.add_argument('--quick', action='store_true',
                         help='first shape only, two modes')
-    parser.add_argument('--repeats', type=int, default=5)
-    parser.add_argument('--warmup', type=int, default=2)
+    parser.add_argument('--repeats', type=int, default=None,
+                        help='default: 5 (layers), 3 (end-to-end)')
+    parser.add_argument('--warmup', type=int, default=None,
+                        help='default: 2 (layers), 1 (end-to-end)')
+    parser.add_argument('--end-to-end', action='store_true',
+                        help='time R-50-D8 training steps with each head')
+    parser.add_argument('--e2e-size', default=None, metavar='HxW',
+                        help='end-to-end crop (default: 512x1024 on GPU, '
+                        '256x512 on CPU)')
+    parser.add_argument('--e2e-batch', type=int, default=None,
+                        help='end-to-end batch (default: 2 on GPU, 1 on CPU)')
+    parser.add_argument('--e2e-infer', action='store_true',
+                        help='also time whole-image inference (B=1, no grad)')
     parser.add_argument('--out-dir', default='benchmarks')
     main_from_args(parser.parse_args())
 

@@ -66,7 +66,8 @@ def _v(value, error, spec='.1f'):
     return error or ('-' if value is None else format(value, spec))
 
 
-def to_csv(results: List[Result]) -> str:
+def to_csv(results) -> str:
+    """CSV of any results with a ``row()`` dict (layer or end-to-end)."""
     buffer = io.StringIO()
     rows = [r.row() for r in results]
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
@@ -106,20 +107,85 @@ def plot(results: List[Result], path: Path) -> None:
     plt.close(fig)
 
 
-def main_from_args(args) -> None:
+def _device_tag(device: torch.device) -> str:
+    return ('cpu' if device.type == 'cpu' else
+            torch.cuda.get_device_name(device).split()[-1].lower())
+
+
+def e2e_command(args) -> str:
+    """The command line that reproduces an end-to-end run."""
+    parts = ['python tools/benchmark_layers.py --end-to-end']
+    for flag, value, default in (
+            ('--e2e-size', args.e2e_size, None),
+            ('--e2e-batch', args.e2e_batch, None),
+            ('--dtype', args.dtype, None),
+            ('--repeats', args.repeats, E2E_REPEATS),
+            ('--warmup', args.warmup, E2E_WARMUP)):
+        if value is not None and value != default:
+            parts.append(f'{flag} {value}')
+    if args.e2e_infer:
+        parts.append('--e2e-infer')
+    return ' '.join(parts)
+
+
+# End-to-end defaults: (batch, (H, W)) per device kind.
+E2E_GPU = (2, (512, 1024))
+E2E_CPU = (1, (256, 512))
+E2E_REPEATS, E2E_WARMUP = 3, 1
+
+
+def end_to_end_from_args(args, overrides=None) -> Path:
+    """Run the end-to-end benchmark; write e2e-<device>.md/.csv; return the
+    path without suffix."""
+    from .end_to_end import run_end_to_end
+    from .end_to_end import to_markdown as e2e_markdown
+    device, dtype = _device_and_dtype(args)
+    batch, size = E2E_GPU if device.type == 'cuda' else E2E_CPU
+    if args.e2e_size:
+        size = tuple(int(v) for v in args.e2e_size.lower().split('x'))
+    batch = args.e2e_batch or batch
+    repeats = E2E_REPEATS if args.repeats is None else args.repeats
+    warmup = E2E_WARMUP if args.warmup is None else args.warmup
+    print(f'[e2e] B={batch} {size[0]}x{size[1]} on '
+          f'{describe_machine(device)}, {dtype}')
+    results = run_end_to_end(device, dtype, batch, size, warmup, repeats,
+                             infer=args.e2e_infer, overrides=overrides)
+    out = Path(args.out_dir) / f'e2e-{_device_tag(device)}'
+    title = (f'End-to-end benchmark: {describe_machine(device)}, '
+             f'{str(dtype)[6:]}')
+    text = e2e_markdown(results, title, e2e_command(args))
+    write_text_atomic(out.with_suffix('.md'), text)
+    write_text_atomic(out.with_suffix('.csv'), to_csv(results))
+    print(text)
+    print(f'[e2e] wrote {out}.md, .csv')
+    return out
+
+
+def _device_and_dtype(args):
     device = torch.device(
         args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     dtype = getattr(torch, args.dtype or (
         'bfloat16' if device.type == 'cuda' else 'float32'))
+    return device, dtype
+
+
+def main_from_args(args) -> None:
+    if getattr(args, 'end_to_end', False):
+        end_to_end_from_args(args)
+        return
+    device, dtype = _device_and_dtype(args)
+    args.repeats = 5 if args.repeats is None else args.repeats
+    args.warmup = 2 if args.warmup is None else args.warmup
     cases = default_cases(args.layers, device.type == 'cuda', args.quick)
     print(f'[benchmark] {len(cases)} cases on {describe_machine(device)}, {dtype}')
     results = run_cases(cases, device, dtype, args.warmup, args.repeats)
-    tag = 'cpu' if device.type == 'cpu' else torch.cuda.get_device_name(
-        device).split()[-1].lower()
-    out = Path(args.out_dir) / f'layers-{tag}{"-quick" if args.quick else ""}'
+    out = Path(args.out_dir) / f'layers-{_device_tag(device)}{"-quick" if args.quick else ""}'
     title = f'Layer benchmark: {describe_machine(device)}, {str(dtype)[6:]}'
-    command = 'python tools/benchmark_layers.py' + (' --quick' if args.quick
-                                                    else '')
+    command = 'python tools/benchmark_layers.py' + ''.join(
+        flag for flag, on in ((' --quick', args.quick),
+                              (f' --repeats {args.repeats}', args.repeats != 5),
+                              (f' --warmup {args.warmup}', args.warmup != 2))
+        if on)
     text = to_markdown(results, title, command)
     write_text_atomic(out.with_suffix('.md'), text)
     write_text_atomic(out.with_suffix('.csv'), to_csv(results))

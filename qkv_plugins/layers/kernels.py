@@ -5,6 +5,11 @@ positions, heads wider than 128 take the explicit path, which is faster
 there); the explicit paths build it and hand the weights back (for
 diagnostics and pictures). Both share the masking rule: ``mask_self`` removes
 a position's own key unless it is the only key.
+
+On CPU, the fast criss-cross path and the dense CPU exception run the same
+math through ``autograd.Function`` s with a hand-written backward
+(:mod:`.autograd_kernels`); the weight-returning paths stay plain autograd,
+the reference that the tests hold them to.
 """
 from contextlib import nullcontext
 from typing import Optional, Tuple
@@ -12,6 +17,9 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .autograd_kernels import (CrissCrossFunction, DenseAttentionFunction,
+                               distinct)
 
 # Queries per chunk when ``mask_self`` needs a mask: the mask is chunk × N.
 MASKED_QUERY_CHUNK = 1024
@@ -40,6 +48,18 @@ def _at_least_fp32(t: Tensor) -> Tensor:
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
+def _dense_function(q: Tensor, k: Tensor, v: Tensor, scale: float,
+                    mask_self: bool) -> Tensor:
+    """The explicit path's math with a hand-written backward (no weights)."""
+    with _float32_scores(q.device.type):
+        # [B, heads, N, C] -> [B·heads, N, C], aliases kept (Q = K saves work)
+        q3, k3, v3 = distinct(
+            q, k, v, fn=lambda t: _at_least_fp32(t).flatten(0, -3))
+        out = DenseAttentionFunction.apply(q3.to(k3.dtype), k3,
+                                           v3.to(k3.dtype), scale, mask_self)
+    return out.view(*v.shape[:-1], -1).to(v.dtype)
+
+
 def dense_attention(q: Tensor,
                     k: Tensor,
                     v: Tensor,
@@ -63,8 +83,10 @@ def dense_attention(q: Tensor,
     n = q.shape[-2]
     mask_self = mask_self and n > 1
     if not need_weights and _explicit_is_faster(q, v):
-        out, _ = dense_attention(q, k, v, scale, mask_self, need_weights=True)
-        return out, None
+        if torch.jit.is_tracing():  # FLOP counting traces: plain ops
+            out, _ = dense_attention(q, k, v, scale, mask_self, True)
+            return out, None
+        return _dense_function(q, k, v, scale, mask_self), None
     if need_weights:
         with _float32_scores(q.device.type):
             # Scale Q (N·C) rather than the logits (N·N). [B, heads, N, N]
@@ -113,7 +135,9 @@ def criss_cross_attention(q: Tensor,
     """Attention of each position over its row and column (CCNet).
 
     The own position lies in both the row and the column; it is counted once
-    (in the row), as mmcv's ``CrissCrossAttention`` does.
+    (in the row), as mmcv's ``CrissCrossAttention`` does. On CPU without
+    weights this runs :class:`CrissCrossFunction` (same math, hand-written
+    backward, no concatenated logits).
 
     Args:
         q, k: [B, C, H, W] queries and keys.
@@ -128,6 +152,14 @@ def criss_cross_attention(q: Tensor,
         0; last W: keys (h, j) of the row), or None.
     """
     height, width = q.shape[-2:]
+    mask_self = mask_self and height * width > 1
+    # Tracing (FLOP counting) needs the plain ops below.
+    if not (need_weights or torch.jit.is_tracing()) and q.device.type == 'cpu':
+        with _float32_scores('cpu'):
+            q32, k32, v32 = distinct(q, k, v, fn=_at_least_fp32)
+            out = CrissCrossFunction.apply(q32, k32, v32.to(k32.dtype),
+                                           scale, mask_self)
+        return out.to(v.dtype), None
     with _float32_scores(q.device.type):
         q32, k32 = _at_least_fp32(q), _at_least_fp32(k)
         # [B, H, W, H]: query (h, w) against column key (i, w)
@@ -140,7 +172,7 @@ def criss_cross_attention(q: Tensor,
         own_in_col = torch.eye(height, dtype=torch.bool, device=q.device)
         logits_col = logits_col.masked_fill(own_in_col[:, None, :],
                                             float('-inf'))
-        if mask_self and height * width > 1:
+        if mask_self:
             own_in_row = torch.eye(width, dtype=torch.bool, device=q.device)
             logits_row = logits_row.masked_fill(own_in_row, float('-inf'))
         # [B, H, W, H + W]

@@ -12,6 +12,7 @@ from mmcv.cnn import ConvModule
 from mmengine.registry import MODELS
 from torch import Tensor
 
+from .autograd_kernels import distinct
 from .kernels import dense_attention
 from .options import (check_choice, check_input, check_positive_int,
                       reduced_channels, QKV_MODES)
@@ -103,10 +104,11 @@ class QKVNonLocal2d(RecordsAttention, nn.Module):
         check_input(x, self.in_channels, type(self).__name__)
         batch, _, height, width = x.shape
         q, k, v = self.proj(x)
-        # [B, C', H, W] -> [B, heads, HW, C'/heads]
-        q, k, v = (t.reshape(batch, self.num_heads, -1,
-                             height * width).transpose(-1, -2)
-                   for t in (q, k, v))
+        # [B, C', H, W] -> [B, heads, HW, C'/heads]; one view per distinct
+        # tensor, so that the kernel sees shared roles as one tensor.
+        q, k, v = distinct(
+            q, k, v, fn=lambda t: t.reshape(batch, self.num_heads, -1,
+                                            height * width).transpose(-1, -2))
         q, k, scale = self.similarity(q, k, dim=-1)
         y, weights = dense_attention(q, k, v, scale, self.mask_self,
                                      need_weights)

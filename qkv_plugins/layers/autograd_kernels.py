@@ -1,0 +1,192 @@
+"""CPU attention kernels with a hand-written backward.
+
+Plain autograd through ``matmul → softmax → matmul`` keeps extra copies of
+the logits and of permuted inputs and makes new buffers at every step. These
+``autograd.Function`` s keep only Q, K, V and the weights, run every product
+as one ``bmm`` on a layout that needs no copy, update buffers in place, and
+use the softmax gradient ``dL = W ⊙ (dW − rowsum(dW ⊙ W))``; the dense
+backward works in query chunks, so it holds one N×N matrix (the saved
+weights), not three. The math is the plain path's; tests check both against
+each other and with ``gradcheck``.
+"""
+from typing import Dict, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+_NEG_INF = float('-inf')
+
+
+def _channels_last(t: Tensor) -> Tensor:
+    """[B, C, H, W] -> contiguous [B, H, W, C] (a view if it already is)."""
+    return t.permute(0, 2, 3, 1).contiguous()
+
+
+def _to_nchw(t: Optional[Tensor]) -> Optional[Tensor]:
+    """[B, H, W, C] -> a [B, C, H, W] view (None stays None)."""
+    return None if t is None else t.permute(0, 3, 1, 2)
+
+
+def distinct(*tensors: Tensor, fn) -> Tuple[Tensor, ...]:
+    """Apply ``fn`` once per distinct tensor, so that aliases stay aliases."""
+    done: Dict[int, Tensor] = {}
+    for t in tensors:
+        if id(t) not in done:
+            done[id(t)] = fn(t)
+    return tuple(done[id(t)] for t in tensors)
+
+
+def _scaled_bmm(a: Tensor, b: Tensor, scale: float,
+                out: Optional[Tensor] = None) -> Tensor:
+    """``scale · a @ b`` (into ``out`` if given, overwriting it)."""
+    if out is None:
+        out = a.new_empty(a.shape[0], a.shape[1], b.shape[2])
+    return out.baddbmm_(a, b, beta=0, alpha=scale)
+
+
+# Queries per backward chunk of the dense Function: its backward holds the
+# saved N×N weights plus one chunk × N gradient block.
+BACKWARD_QUERY_CHUNK = 1024
+
+
+class DenseAttentionFunction(torch.autograd.Function):
+    """``softmax(scale · q kᵀ) v`` over all keys; saves the N×N weights.
+
+    Softmax and its backward run in place (the fused kernels work row by
+    row, reading each element before writing it); the backward goes through
+    the queries in chunks of ``BACKWARD_QUERY_CHUNK``.
+
+    Only for the documented CPU exception (few positions, wide heads). Inputs
+    are [batch, N, C] (any batch-compatible strides); Q, K, V may alias.
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float,
+                mask_self: bool) -> Tensor:
+        # [batch, N, N]
+        weights = _scaled_bmm(q, k.transpose(1, 2), scale)
+        if mask_self:
+            weights.diagonal(dim1=1, dim2=2).fill_(_NEG_INF)
+        torch.ops.aten._softmax.out(weights, -1, False, out=weights)
+        ctx.scale = scale
+        ctx.shared = (q is k, q is k and v is q)
+        ctx.save_for_backward(q, k, v, weights)
+        return torch.bmm(weights, v)  # [batch, N, Cv]
+
+    @staticmethod
+    def backward(ctx, d_out: Tensor):
+        q, k, v, weights = ctx.saved_tensors
+        qk_shared, v_is_q = ctx.shared
+        scale = ctx.scale
+        d_v = torch.bmm(weights.transpose(1, 2), d_out)  # [batch, N, Cv]
+        d_q = torch.empty_like(q)
+        d_k = torch.zeros_like(k)
+        for start in range(0, q.shape[1], BACKWARD_QUERY_CHUNK):
+            rows = slice(start, start + BACKWARD_QUERY_CHUNK)
+            # [batch, chunk, N]: dW of these queries, then in place
+            # dL = W ⊙ (dW − rowsum(dW ⊙ W)) by the fused kernel
+            d_logits = torch.bmm(d_out[:, rows], v.transpose(1, 2))
+            torch.ops.aten._softmax_backward_data.out(
+                d_logits, weights[:, rows], -1, weights.dtype,
+                grad_input=d_logits)
+            _scaled_bmm(d_logits, k, scale, out=d_q[:, rows])
+            d_k.baddbmm_(d_logits.transpose(1, 2), q[:, rows], alpha=scale)
+        if qk_shared:  # one tensor served as Q and K: both gradients
+            d_q.add_(d_k)
+            if v_is_q:
+                return d_q.add_(d_v), None, None, None, None
+            return d_q, None, d_v, None, None
+        return d_q, d_k, d_v, None, None
+
+
+class CrissCrossFunction(torch.autograd.Function):
+    """Joint softmax over each position's column and row (CCNet).
+
+    Inputs q, k: [B, C, H, W], v: [B, Cv, H, W], one float dtype; they may
+    alias. Works on channels-last copies [B, H, W, C]: a row is then a
+    contiguous [W, C] matrix and a column a strided [H, C] one, so every
+    product is a ``bmm`` without copies. Returns out [B, Cv, H, W] (a
+    channels-last view). Saved weights: rows [B, H, W, W] and cols
+    [B, W, H, H] (cols[b, w, h, i]: query (h, w), key (i, w)).
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float,
+                mask_self: bool):
+        batch, _, height, width = q.shape
+        q_l, k_l, v_l = distinct(q, k, v, fn=_channels_last)
+        rows_of = lambda t: t.view(batch * height, width, -1)  # noqa: E731
+        # rows [B·H, W, W]: query (h, w) against key (h, j)
+        rows = _scaled_bmm(rows_of(q_l), rows_of(k_l).transpose(1, 2), scale)
+        rows = rows.view(batch, height, width, width)
+        # cols [B, W, H, H]: query (h, w) against key (i, w)
+        cols = q_l.new_empty(batch, width, height, height)
+        for b in range(batch):
+            _scaled_bmm(q_l[b].transpose(0, 1), k_l[b].permute(1, 2, 0),
+                        scale, out=cols[b])
+        # The own key is counted once, in the row.
+        cols.diagonal(dim1=-2, dim2=-1).fill_(_NEG_INF)
+        if mask_self:
+            rows.diagonal(dim1=-2, dim2=-1).fill_(_NEG_INF)
+        # Softmax over the H + W keys, without concatenating them. [B, H, W]
+        top = torch.maximum(rows.amax(-1), cols.amax(-1).transpose(1, 2))
+        rows.sub_(top[..., None]).exp_()
+        cols.sub_(top.transpose(1, 2)[..., None]).exp_()
+        total = rows.sum(-1) + cols.sum(-1).transpose(1, 2)
+        rows.div_(total[..., None])
+        cols.div_(total.transpose(1, 2)[..., None])
+        # out [B, H, W, Cv]: row part in one bmm, column part per image
+        out = torch.bmm(rows.view(batch * height, width, width), rows_of(v_l))
+        out = out.view(batch, height, width, -1)
+        for b in range(batch):
+            out[b].transpose(0, 1).baddbmm_(cols[b], v_l[b].transpose(0, 1))
+        ctx.scale = scale
+        ctx.shared = (q is k, q is k and v is q)
+        ctx.save_for_backward(q_l, k_l, v_l, rows, cols)
+        return out.permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, d_out: Tensor):
+        q_l, k_l, v_l, rows, cols = ctx.saved_tensors
+        qk_shared, v_is_q = ctx.shared
+        scale = ctx.scale
+        batch, height, width, _ = q_l.shape
+        rows_of = lambda t: t.view(batch * height, width, -1)  # noqa: E731
+        rows3 = rows.view(batch * height, width, width)
+        do_l = _channels_last(d_out)  # [B, H, W, Cv]
+        # dW for both key sets, then dL = W ⊙ (dW − Σ_{row+col} dW ⊙ W)
+        d_rows = torch.bmm(rows_of(do_l), rows_of(v_l).transpose(1, 2))
+        d_rows = d_rows.view_as(rows).mul_(rows)
+        d_cols = torch.empty_like(cols)
+        for b in range(batch):
+            torch.bmm(do_l[b].transpose(0, 1), v_l[b].permute(1, 2, 0),
+                      out=d_cols[b])
+        d_cols.mul_(cols)
+        rowsum = d_rows.sum(-1) + d_cols.sum(-1).transpose(1, 2)  # [B, H, W]
+        d_rows.addcmul_(rows, rowsum[..., None], value=-1)
+        d_cols.addcmul_(cols, rowsum.transpose(1, 2)[..., None], value=-1)
+        # dV = Wᵀ dO, per key set
+        d_v = torch.bmm(rows3.transpose(1, 2), rows_of(do_l))
+        d_v = d_v.view_as(v_l)
+        for b in range(batch):
+            d_v[b].transpose(0, 1).baddbmm_(cols[b].transpose(1, 2),
+                                            do_l[b].transpose(0, 1))
+        if qk_shared:
+            # q = k: one product with dL + dLᵀ per key set
+            d_rows = d_rows + d_rows.transpose(-1, -2)
+            d_cols = d_cols + d_cols.transpose(-1, -2)
+        d_q = _scaled_bmm(rows_of(d_rows), rows_of(k_l), scale).view_as(q_l)
+        for b in range(batch):
+            d_q[b].transpose(0, 1).baddbmm_(d_cols[b], k_l[b].transpose(0, 1),
+                                            alpha=scale)
+        d_k = None
+        if not qk_shared:
+            d_k = _scaled_bmm(rows_of(d_rows).transpose(1, 2), rows_of(q_l),
+                              scale).view_as(k_l)
+            for b in range(batch):
+                d_k[b].transpose(0, 1).baddbmm_(d_cols[b].transpose(1, 2),
+                                                q_l[b].transpose(0, 1),
+                                                alpha=scale)
+        if v_is_q:
+            return _to_nchw(d_q.add_(d_v)), None, None, None, None
+        return _to_nchw(d_q), _to_nchw(d_k), _to_nchw(d_v), None, None
