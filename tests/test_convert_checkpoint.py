@@ -56,7 +56,10 @@ def test_converted_checkpoint_gives_same_logits(kind, tmp_path):
     assert set(checkpoint) == {'meta', 'state_dict'}
     ours.load_state_dict(checkpoint['state_dict'], strict=True)
     expected, got = seg_logits(stock), seg_logits(ours)
-    assert (expected - got).abs().max() < 1e-4
+    # fp32 through randomised weights: logits reach ~1e4, so compare relative
+    # to their scale (a wrong conversion is off by O(1) of it)
+    scale = expected.abs().max()
+    assert (expected - got).abs().max() <= 1e-5 * scale, scale
 
 
 def test_convert_rejects_checkpoint_without_attention_head(tmp_path):
