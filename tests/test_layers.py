@@ -268,14 +268,11 @@ def test_fast_path_equals_plain_autograd(monkeypatch, kind, path, qkv_mode,
     x = torch.randn(2, 16, *size, dtype=torch.float64, requires_grad=True)
     fast, fast_grads = _output_and_grads(layer, x, explicit=False)
     ref, ref_grads = _output_and_grads(layer, x, explicit=True)
-    # cosine normalises in fp32 (Similarity): its rounding of the (equal up
-    # to float64 rounding) inputs and gradients shows at fp32 precision
-    tol = dict(rtol=1e-4, atol=1e-4) if similarity == 'cosine' else {}
-    torch.testing.assert_close(fast, ref, **tol)
+    torch.testing.assert_close(fast, ref)  # float64 tolerances
     for a, b in zip(fast_grads, ref_grads):
         assert (a is None) == (b is None)
         if a is not None:
-            torch.testing.assert_close(a, b, **tol)
+            torch.testing.assert_close(a, b)
 
 
 @mask_selfs

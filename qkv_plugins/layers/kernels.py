@@ -44,7 +44,8 @@ def _explicit_is_faster(q: Tensor, v: Tensor) -> bool:
             and max(q.shape[-1], v.shape[-1]) > CPU_FUSED_MAX_HEAD_DIM)
 
 
-def _at_least_fp32(t: Tensor) -> Tensor:
+def at_least_fp32(t: Tensor) -> Tensor:
+    """``t`` in float32, unless it is float32 or float64 already."""
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
@@ -54,7 +55,7 @@ def _dense_function(q: Tensor, k: Tensor, v: Tensor, scale: float,
     with _float32_scores(q.device.type):
         # [B, heads, N, C] -> [B·heads, N, C], aliases kept (Q = K saves work)
         q3, k3, v3 = distinct(
-            q, k, v, fn=lambda t: _at_least_fp32(t).flatten(0, -3))
+            q, k, v, fn=lambda t: at_least_fp32(t).flatten(0, -3))
         out = DenseAttentionFunction.apply(q3.to(k3.dtype), k3,
                                            v3.to(k3.dtype), scale, mask_self)
     return out.view(*v.shape[:-1], -1).to(v.dtype)
@@ -90,9 +91,9 @@ def dense_attention(q: Tensor,
     if need_weights:
         with _float32_scores(q.device.type):
             # Scale Q (N·C) rather than the logits (N·N). [B, heads, N, N]
-            q32 = _at_least_fp32(q)
+            q32 = at_least_fp32(q)
             logits = torch.matmul(q32 * scale if scale != 1.0 else q32,
-                                  _at_least_fp32(k).transpose(-1, -2))
+                                  at_least_fp32(k).transpose(-1, -2))
             if mask_self:
                 eye = torch.eye(n, dtype=torch.bool, device=q.device)
                 logits = logits.masked_fill(eye, float('-inf'))
@@ -156,12 +157,12 @@ def criss_cross_attention(q: Tensor,
     # Tracing (FLOP counting) needs the plain ops below.
     if not (need_weights or torch.jit.is_tracing()) and q.device.type == 'cpu':
         with _float32_scores('cpu'):
-            q32, k32, v32 = distinct(q, k, v, fn=_at_least_fp32)
+            q32, k32, v32 = distinct(q, k, v, fn=at_least_fp32)
             out = CrissCrossFunction.apply(q32, k32, v32.to(k32.dtype),
                                            scale, mask_self)
         return out.to(v.dtype), None
     with _float32_scores(q.device.type):
-        q32, k32 = _at_least_fp32(q), _at_least_fp32(k)
+        q32, k32 = at_least_fp32(q), at_least_fp32(k)
         # [B, H, W, H]: query (h, w) against column key (i, w)
         logits_col = torch.einsum('bchw,bciw->bhwi', q32, k32)
         # [B, H, W, W]: query (h, w) against row key (h, j)

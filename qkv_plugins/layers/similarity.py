@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from .kernels import at_least_fp32
 from .options import SIMILARITIES, check_choice
 
 # Cosine logits are s * cos(q, k) with s = exp(logit_scale), as in CLIP and
@@ -41,10 +42,11 @@ class Similarity(nn.Module):
         """Return ``(q, k, scale)``; channels run along ``dim``."""
         if self.logit_scale is None:
             return q, k, self.scale
-        # Normalise in fp32: half-precision norms of large activations overflow.
+        # Normalise in at least fp32: half-precision norms of large
+        # activations overflow (float64 stays float64).
         logit_scale = self.logit_scale.clamp(max=math.log(COSINE_MAX_SCALE))
-        q_unit = F.normalize(q.float(), dim=dim) * logit_scale.exp()
-        k_unit = F.normalize(k.float(), dim=dim)
+        q_unit = F.normalize(at_least_fp32(q), dim=dim) * logit_scale.exp()
+        k_unit = F.normalize(at_least_fp32(k), dim=dim)
         return q_unit.to(q.dtype), k_unit.to(k.dtype), 1.0
 
     def extra_repr(self) -> str:
