@@ -9,13 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Sequence
 
-from .analysis.table import PLAN_FILE, STATS_FILE
+from .analysis.table import DIAGNOSTICS_FILE, PLAN_FILE, STATS_FILE
 from .io import write_text_atomic
 
 TOOLS = Path(__file__).resolve().parents[1] / 'tools'
 TRAIN_TOOL = TOOLS / 'train.py'
 TEST_TOOL = TOOLS / 'test.py'
-DIAGNOSTICS_FILE = 'attention_diagnostics.json'
 
 
 @dataclass

@@ -9,6 +9,7 @@ import torch
 from ..io import atomic_path, write_text_atomic
 from ..machine import describe_machine
 from .benchmark import Case, Result, run_cases
+from .cells import cell
 
 CPU_SHAPES = ((32, 32, 2), (64, 64, 2), (48, 80, 2), (97, 97, 2))
 GPU_SHAPES = ((64, 128, 2), (97, 97, 2), (128, 256, 1), (256, 512, 1))
@@ -54,16 +55,12 @@ def to_markdown(results: List[Result], title: str, command: str) -> str:
                    if ours.extra_mib is not None and ref.extra_mib else '-')
         lines.append(
             f'| {c.layer} | {c.label.split(":")[1]} | {c.height}×{c.width} '
-            f'| {c.batch} | {c.channels} | {_v(ours.time_ms, ours.error)} '
-            f'| {ref.impl} | {_v(ref.time_ms, ref.error)} | {t_ratio} '
-            f'| {_v(ours.extra_mib, "", ".0f")} | '
-            f'{_v(ref.extra_mib, "", ".0f")} | {m_ratio} | '
-            f'{_v(ours.attn_tflops, "", ".3f")} |')
+            f'| {c.batch} | {c.channels} | {cell(ours.time_ms, error=ours.error)} '
+            f'| {ref.impl} | {cell(ref.time_ms, error=ref.error)} | {t_ratio} '
+            f'| {cell(ours.extra_mib, ".0f")} | '
+            f'{cell(ref.extra_mib, ".0f")} | {m_ratio} | '
+            f'{cell(ours.attn_tflops, ".3f")} |')
     return '\n'.join(lines) + '\n'
-
-
-def _v(value, error, spec='.1f'):
-    return error or ('-' if value is None else format(value, spec))
 
 
 def to_csv(results) -> str:

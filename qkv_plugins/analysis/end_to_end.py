@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .cells import cell
 from .memory import configure_cpu_memory, extra_peak_mib
 
 _REPO_CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
@@ -194,7 +195,7 @@ def run_end_to_end(device: torch.device, dtype: torch.dtype, batch: int,
         except torch.OutOfMemoryError as error:
             row.error = f'out of memory: {str(error).splitlines()[0][:60]}'
         log(f'[e2e {row.phase} memory] {row.head}: '
-            f'{_fmt(row.peak_mib, ".0f", row.error)} MiB')
+            f'{cell(row.peak_mib, ".0f", row.error)} MiB')
     return results
 
 
@@ -221,13 +222,9 @@ def to_markdown(results: List[E2EResult], title: str, command: str) -> str:
         base = fcn.get(r.phase)
         lines.append(
             f'| {r.head} | {r.phase} | {r.batch} | {r.height}×{r.width} '
-            f'| {r.dtype} | {_fmt(r.time_ms, ".0f", r.error)} '
+            f'| {r.dtype} | {cell(r.time_ms, ".0f", r.error)} '
             f'| {_ratio(r.time_ms, base and base.time_ms, ".2f")} '
-            f'| {_fmt(r.peak_mib, ".0f", r.error)} '
+            f'| {cell(r.peak_mib, ".0f", r.error)} '
             f'| {_ratio(r.peak_mib, base and base.peak_mib, ".2f")} '
             f'| `{r.config}` |')
     return '\n'.join(lines) + '\n'
-
-
-def _fmt(value, spec, error=''):
-    return error or ('-' if value is None else format(value, spec))

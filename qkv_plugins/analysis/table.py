@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from .cells import cell
+
 PLAN_FILE = 'sweep.json'
 STATS_FILE = 'run_stats.json'
 DIAGNOSTICS_FILE = 'attention_diagnostics.json'
@@ -131,10 +133,6 @@ COLUMNS = ('Track', 'Head', 'qkv_mode', 'mIoU mean ± std', 'per seed',
            'Seeds')
 
 
-def _fmt(value, spec: str) -> str:
-    return '-' if value is None else format(value, spec)
-
-
 def _row_key(v: Variant):
     mode = v.variant.split('-')[0]
     return (v.track, _index(ALGO_ORDER, v.algo), v.algo,
@@ -164,13 +162,13 @@ def rows(variants: List[Variant]) -> List[List[str]]:
             '-' if mean is None else f'{mean:.2f} ± {std:.2f}',
             ' / '.join(f'{m:.1f}' for m in v.mious) or '-',
             '-' if delta is None else f'{delta:+.2f}',
-            _fmt(v.first('params') and v.first('params') / 1e6, '.3f'),
-            _fmt(v.first('flops') and v.first('flops') / 1e9, '.3f'),
-            _fmt(v.median_of('step_time_s') and
+            cell(v.first('params') and v.first('params') / 1e6, '.3f'),
+            cell(v.first('flops') and v.first('flops') / 1e9, '.3f'),
+            cell(v.median_of('step_time_s') and
                  1000 * v.median_of('step_time_s'), '.1f'),
-            _fmt(v.median_of('peak_memory_mib'), '.0f'),
+            cell(v.median_of('peak_memory_mib'), '.0f'),
             f'{len(v.runs)}/{n_seeds}',
-        ] + ([_fmt(v.diagnostic(stat), spec)
+        ] + ([cell(v.diagnostic(stat), spec)
               for stat, _, spec in DIAGNOSTIC_COLUMNS]
              if _has_diagnostics(variants) else []))
     return out

@@ -22,6 +22,11 @@ def _channels_last(t: Tensor) -> Tensor:
     return t.permute(0, 2, 3, 1).contiguous()
 
 
+def _rows(t: Tensor) -> Tensor:
+    """[B, H, W, X] -> [B·H, W, X]: one matrix per image row."""
+    return t.flatten(0, 1)
+
+
 def _to_nchw(t: Optional[Tensor]) -> Optional[Tensor]:
     """[B, H, W, C] -> a [B, C, H, W] view (None stays None)."""
     return None if t is None else t.permute(0, 3, 1, 2)
@@ -115,9 +120,8 @@ class CrissCrossFunction(torch.autograd.Function):
                 mask_self: bool):
         batch, _, height, width = q.shape
         q_l, k_l, v_l = distinct(q, k, v, fn=_channels_last)
-        rows_of = lambda t: t.view(batch * height, width, -1)  # noqa: E731
         # rows [B·H, W, W]: query (h, w) against key (h, j)
-        rows = _scaled_bmm(rows_of(q_l), rows_of(k_l).transpose(1, 2), scale)
+        rows = _scaled_bmm(_rows(q_l), _rows(k_l).transpose(1, 2), scale)
         rows = rows.view(batch, height, width, width)
         # cols [B, W, H, H]: query (h, w) against key (i, w)
         cols = q_l.new_empty(batch, width, height, height)
@@ -136,7 +140,7 @@ class CrissCrossFunction(torch.autograd.Function):
         rows.div_(total[..., None])
         cols.div_(total.transpose(1, 2)[..., None])
         # out [B, H, W, Cv]: row part in one bmm, column part per image
-        out = torch.bmm(rows.view(batch * height, width, width), rows_of(v_l))
+        out = torch.bmm(_rows(rows), _rows(v_l))
         out = out.view(batch, height, width, -1)
         for b in range(batch):
             out[b].transpose(0, 1).baddbmm_(cols[b], v_l[b].transpose(0, 1))
@@ -150,12 +154,10 @@ class CrissCrossFunction(torch.autograd.Function):
         q_l, k_l, v_l, rows, cols = ctx.saved_tensors
         qk_shared, v_is_q = ctx.shared
         scale = ctx.scale
-        batch, height, width, _ = q_l.shape
-        rows_of = lambda t: t.view(batch * height, width, -1)  # noqa: E731
-        rows3 = rows.view(batch * height, width, width)
+        batch = q_l.shape[0]
         do_l = _channels_last(d_out)  # [B, H, W, Cv]
         # dW for both key sets, then dL = W ⊙ (dW − Σ_{row+col} dW ⊙ W)
-        d_rows = torch.bmm(rows_of(do_l), rows_of(v_l).transpose(1, 2))
+        d_rows = torch.bmm(_rows(do_l), _rows(v_l).transpose(1, 2))
         d_rows = d_rows.view_as(rows).mul_(rows)
         d_cols = torch.empty_like(cols)
         for b in range(batch):
@@ -166,7 +168,7 @@ class CrissCrossFunction(torch.autograd.Function):
         d_rows.addcmul_(rows, rowsum[..., None], value=-1)
         d_cols.addcmul_(cols, rowsum.transpose(1, 2)[..., None], value=-1)
         # dV = Wᵀ dO, per key set
-        d_v = torch.bmm(rows3.transpose(1, 2), rows_of(do_l))
+        d_v = torch.bmm(_rows(rows).transpose(1, 2), _rows(do_l))
         d_v = d_v.view_as(v_l)
         for b in range(batch):
             d_v[b].transpose(0, 1).baddbmm_(cols[b].transpose(1, 2),
@@ -175,13 +177,13 @@ class CrissCrossFunction(torch.autograd.Function):
             # q = k: one product with dL + dLᵀ per key set
             d_rows = d_rows + d_rows.transpose(-1, -2)
             d_cols = d_cols + d_cols.transpose(-1, -2)
-        d_q = _scaled_bmm(rows_of(d_rows), rows_of(k_l), scale).view_as(q_l)
+        d_q = _scaled_bmm(_rows(d_rows), _rows(k_l), scale).view_as(q_l)
         for b in range(batch):
             d_q[b].transpose(0, 1).baddbmm_(d_cols[b], k_l[b].transpose(0, 1),
                                             alpha=scale)
         d_k = None
         if not qk_shared:
-            d_k = _scaled_bmm(rows_of(d_rows).transpose(1, 2), rows_of(q_l),
+            d_k = _scaled_bmm(_rows(d_rows).transpose(1, 2), _rows(q_l),
                               scale).view_as(k_l)
             for b in range(batch):
                 d_k[b].transpose(0, 1).baddbmm_(d_cols[b].transpose(1, 2),

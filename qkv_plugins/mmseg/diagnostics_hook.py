@@ -15,11 +15,11 @@ from mmseg.registry import HOOKS
 from ..analysis.attention_maps import (dense_cross, criss_cross_maps,
                                        non_local_maps)
 from ..analysis.diagnostics import asymmetry, mass_on, summarize
+from ..analysis.table import DIAGNOSTICS_FILE
 from ..io import write_text_atomic
 from ..layers import QKVCrissCrossAttention
 from ..layers.recording import RecordsAttention
 
-DIAGNOSTICS_FILE = 'attention_diagnostics.json'
 # Source-object mass needs the dense N × N map: skipped above this size.
 MAX_DENSE_POSITIONS = 4096
 

@@ -14,10 +14,9 @@ from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
 from ..analysis import count_flops
+from ..analysis.table import STATS_FILE
 from ..io import write_text_atomic
 from ..machine import device_name
-
-STATS_FILE = 'run_stats.json'
 
 
 def peak_memory_mib() -> tuple:
