@@ -1,9 +1,45 @@
-"""tools/benchmark_layers.py --end-to-end, on a shrunken R-50-D8."""
+"""tools/benchmark_layers.py: layer cases, timing in turns, and
+--end-to-end on a shrunken R-50-D8."""
 import argparse
 import csv
 
-from qkv_plugins.analysis.benchmark_report import end_to_end_from_args
+import pytest
+import torch
+
+from qkv_plugins.analysis.benchmark import Case, run_cases
+from qkv_plugins.analysis.benchmark_report import (end_to_end_from_args,
+                                                   to_markdown)
 from qkv_plugins.analysis.end_to_end import HEADS
+from qkv_plugins.analysis.timing import interleaved_ms
+
+from .helpers import run_tool
+
+
+def test_interleaved_ms_runs_steps_in_turns_reversing_each_turn():
+    calls = []
+    steps = [lambda name=name: calls.append(name) for name in 'abc']
+    times = interleaved_ms(steps, torch.device('cpu'), warmup=1, repeats=3)
+    assert len(times) == 3 and all(t >= 0 for t in times)
+    # warm-up, then turns in order, reversed, in order
+    assert ''.join(calls) == 'abc' + 'abc' + 'cba' + 'abc'
+
+
+@pytest.mark.parametrize('layer,reference', [
+    ('non_local', 'mmcv NonLocal2d embedded_gaussian'),
+    ('criss_cross', 'mmcv CCA x2')])
+def test_run_cases_measures_ours_and_the_reference(layer, reference):
+    cases = [Case(layer, 'separate', 'dot', False, 4, 5, 16, 2),
+             Case(layer, 'shared', 'cosine', True, 3, 3, 16, 1)]
+    results = run_cases(cases, torch.device('cpu'), torch.float32, warmup=0,
+                        repeats=2, log=lambda _: None)
+    assert [(r.case, r.impl) for r in results][0::2] == [(c, 'ours')
+                                                         for c in cases]
+    assert results[1].impl == reference
+    for r in results:
+        assert r.time_ms > 0 and r.extra_mib is not None and not r.error, r
+    table = to_markdown(results, 'title', 'cmd')
+    assert sum(line.startswith('| non_local') or line.startswith(
+        '| criss_cross') for line in table.splitlines()) == len(cases)
 
 
 def _shrink(cfg):
@@ -37,3 +73,12 @@ def test_end_to_end_writes_one_row_per_head_and_phase(tmp_path):
     assert sum(line.startswith('| ') for line in text.splitlines()) == \
         1 + len(rows)
     assert not list(tmp_path.glob('.*.tmp')), 'atomic write left a file'
+
+
+@pytest.mark.parametrize('flag,value,message', [
+    ('--repeats', '0', '--repeats: 0 is below 1'),
+    ('--warmup', '-1', '--warmup: -1 is below 0'),
+    ('--min-seconds', 'soon', "--min-seconds: 'soon' is not a float")])
+def test_benchmark_tool_rejects_bad_counts(flag, value, message):
+    result = run_tool('tools/benchmark_layers.py', flag, value, check=False)
+    assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -208,10 +208,13 @@ def _leaves(aliasing, qk_shape, v_shape):
 @pytest.mark.parametrize('scale', [1.0, 0.37])
 @pytest.mark.parametrize('n', [1, 2, 7])
 @pytest.mark.parametrize('chunk', [1024, 3])  # one backward chunk, or several
-def test_dense_function_gradcheck(aliasing, mask_self, scale, n, chunk,
+@pytest.mark.parametrize('block', [512, 2])  # one dL + dLᵀ block, or several
+def test_dense_function_gradcheck(aliasing, mask_self, scale, n, chunk, block,
                                   monkeypatch):
     monkeypatch.setattr(
         'qkv_plugins.layers.autograd_kernels.BACKWARD_QUERY_CHUNK', chunk)
+    monkeypatch.setattr(
+        'qkv_plugins.layers.autograd_kernels.SYMMETRIZE_BLOCK', block)
     leaves = _leaves(aliasing, (2, n, 3), (2, n, 4))
 
     def fn(*t):
@@ -219,6 +222,29 @@ def test_dense_function_gradcheck(aliasing, mask_self, scale, n, chunk,
         return DenseAttentionFunction.apply(q, k, v, scale, mask_self and n > 1)
 
     assert torch.autograd.gradcheck(fn, leaves)
+
+
+@pytest.mark.parametrize('aliasing', ['none', 'qk'])
+def test_dense_function_second_backward_recomputes(aliasing):
+    """The backward overwrites its weights; a retained graph's second
+    backward must still give the same gradients."""
+    leaves = _leaves(aliasing, (2, 6, 3), (2, 6, 4))
+    out = DenseAttentionFunction.apply(*_REBUILD[aliasing](*leaves), 0.5,
+                                       False)
+    first = torch.autograd.grad(out.sum(), leaves, retain_graph=True)
+    second = torch.autograd.grad(out.sum(), leaves)
+    for a, b in zip(first, second):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_functions_refuse_double_backward():
+    q = torch.randn(1, 3, 2, 2, dtype=torch.float64, requires_grad=True)
+    for out in (DenseAttentionFunction.apply(q[0], q[0], q[0], 1.0, False),
+                CrissCrossFunction.apply(q, q, q, 1.0, False)):
+        (grad, ) = torch.autograd.grad(out.pow(2).sum(), q,
+                                       create_graph=True)
+        with pytest.raises(RuntimeError, match='once_differentiable'):
+            grad.sum().backward()
 
 
 @aliasings

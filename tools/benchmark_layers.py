@@ -18,7 +18,21 @@ Examples:
 """
 import argparse
 
-from qkv_plugins.analysis.benchmark_report import main_from_args
+
+def _at_least(low, kind):
+    """argparse type: ``kind(text)`` no smaller than ``low``."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'{text!r} is not a {kind.__name__}') from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f'{text} is below {low}')
+        return value
+
+    return parse
 
 
 def main() -> None:
@@ -36,10 +50,15 @@ def main() -> None:
                         default=('non_local', 'criss_cross'))
     parser.add_argument('--quick', action='store_true',
                         help='first shape only, two modes')
-    parser.add_argument('--repeats', type=int, default=None,
-                        help='default: 5 (layers), 3 (end-to-end)')
-    parser.add_argument('--warmup', type=int, default=None,
+    parser.add_argument('--repeats', type=_at_least(1, int), default=None,
+                        help='timed turns, default: 5 (layers), 3 '
+                        '(end-to-end)')
+    parser.add_argument('--warmup', type=_at_least(0, int), default=None,
                         help='default: 2 (layers), 1 (end-to-end)')
+    parser.add_argument('--min-seconds', type=_at_least(0, float),
+                        default=None,
+                        help='layers: more turns until a case and its '
+                        'reference took this long (default: 3)')
     parser.add_argument('--end-to-end', action='store_true',
                         help='time R-50-D8 training steps with each head')
     parser.add_argument('--e2e-size', default=None, metavar='HxW',
@@ -50,7 +69,10 @@ def main() -> None:
     parser.add_argument('--e2e-infer', action='store_true',
                         help='also time whole-image inference (B=1, no grad)')
     parser.add_argument('--out-dir', default='benchmarks')
-    main_from_args(parser.parse_args())
+    args = parser.parse_args()
+    # imported after parsing: a bad argument fails fast, without torch
+    from qkv_plugins.analysis.benchmark_report import main_from_args
+    main_from_args(args)
 
 
 if __name__ == '__main__':

@@ -1,24 +1,23 @@
 """Layer benchmark: our layers against mmcv's blocks, forward + backward.
 
 Each case times ``layer(x).sum().backward()`` (median of ``repeats`` after
-``warmup``) and measures its extra peak memory; ratios compare a case with
-its reference measured in the same process, one right after the other.
+``warmup``), its steps and the reference's run in turns on one input, and
+measures its extra peak memory; ratios compare a case with its reference.
 References: mmcv ``NonLocal2d`` (``embedded_gaussian`` for ``separate`` and
 ``shared*``, ``gaussian`` for the identity modes), mmcv
 ``CrissCrossAttention`` applied ``recurrence`` times, and our explicit path
 where mmcv has no twin (non-local with ``cosine`` or ``mask_self``).
 """
-import statistics
-import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, List, Optional
+from typing import Callable, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from ..layers import QKVCrissCrossAttention, QKVNonLocal2d
 from .memory import configure_cpu_memory, extra_peak_mib
+from .timing import interleaved_ms
 
 RECURRENCE = 2
 
@@ -139,25 +138,6 @@ def _autocast(device: torch.device, dtype: torch.dtype):
             (lambda: torch.autocast(device.type, dtype=dtype)))
 
 
-def time_ms(module: nn.Module, case: Case, device: torch.device,
-            dtype: torch.dtype, warmup: int, repeats: int) -> float:
-    """Median forward + backward time of ``module`` on ``case``'s input."""
-    run = _step(module.to(device), _inputs(case, device),
-                _autocast(device, dtype))
-    sync = (torch.cuda.synchronize if device.type == 'cuda' else
-            (lambda: None))
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        run()
-        sync()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
-
-
 def memory_mib(module: nn.Module, case: Case, device: torch.device,
                dtype: torch.dtype) -> float:
     """Extra peak memory of one forward + backward (after one warm-up)."""
@@ -173,10 +153,29 @@ def _modules(case: Case):
     return [('ours', build_ours(case)), (name, reference)]
 
 
+def _warm_steps(case: Case, device: torch.device, dtype: torch.dtype,
+                warmup: int) -> List[Tuple[str, nn.Module, Optional[Callable]]]:
+    """(impl, module, step) for ours and the reference on one input, each
+    warmed up; step is None where that ran out of memory."""
+    x = _inputs(case, device)
+    warmed = []
+    for impl, module in _modules(case):
+        step = _step(module.to(device), x, _autocast(device, dtype))
+        try:
+            for _ in range(max(warmup, 1)):
+                step()
+        except torch.OutOfMemoryError:
+            step = None
+        warmed.append((impl, module, step))
+    return warmed
+
+
 def run_cases(cases: Iterable[Case], device: torch.device, dtype: torch.dtype,
-              warmup: int = 2, repeats: int = 5, log=print) -> List[Result]:
-    """Measure each case and its reference, one right after the other:
-    first every time, then every memory peak.
+              warmup: int = 2, repeats: int = 5, min_seconds: float = 0.0,
+              log=print) -> List[Result]:
+    """Measure each case and its reference: their steps in turns (at least
+    ``repeats`` turns and ``min_seconds``, see :mod:`.timing`), then, in a
+    second pass, every memory peak.
 
     On CPU the memory pass runs with glibc told to ``mmap`` large blocks
     (see :mod:`.memory`), which would slow the timings, hence two passes.
@@ -184,16 +183,17 @@ def run_cases(cases: Iterable[Case], device: torch.device, dtype: torch.dtype,
     cases = list(cases)
     results = []
     for i, case in enumerate(cases):
-        for impl, module in _modules(case):
-            try:
-                ms = time_ms(module, case, device, dtype, warmup, repeats)
-                result = Result(case, impl, ms, None,
-                                attention_flops(case, module) / ms / 1e9)
-            except torch.OutOfMemoryError as error:
-                result = Result(case, impl, None, None, None,
-                                'out of memory: '
-                                f'{str(error).splitlines()[0][:60]}')
-            results.append(result)
+        warmed = _warm_steps(case, device, dtype, warmup)
+        live = [step for _, _, step in warmed if step is not None]
+        times = iter(interleaved_ms(live, device, 0, repeats, min_seconds))
+        for impl, module, step in warmed:
+            if step is None:
+                results.append(Result(case, impl, None, None, None,
+                                      'out of memory'))
+                continue
+            ms = next(times)
+            results.append(Result(case, impl, ms, None,
+                                  attention_flops(case, module) / ms / 1e9))
         ours, ref = results[-2:]
         ratio = (f'{ours.time_ms / ref.time_ms:.2f}x'
                  if ours.time_ms and ref.time_ms else '-')

@@ -13,6 +13,9 @@ from .cells import cell
 
 CPU_SHAPES = ((32, 32, 2), (64, 64, 2), (48, 80, 2), (97, 97, 2))
 GPU_SHAPES = ((64, 128, 2), (97, 97, 2), (128, 256, 1), (256, 512, 1))
+# Timed seconds per case (ours + reference) at least: fast cases get more
+# turns than --repeats.
+MIN_SECONDS = 3.0
 MODES = ('separate', 'shared_qk', 'shared', 'identity_qk', 'identity')
 # (qkv_mode, similarity, mask_self) beyond the five dot-product modes
 EXTRA = (('separate', 'cosine', False), ('shared_qk', 'dot', True),
@@ -42,7 +45,7 @@ def to_markdown(results: List[Result], title: str, command: str) -> str:
         'Forward + backward, median time; extra peak memory above the '
         'inputs; attention TFLOP/s = FLOPs of the attention products '
         '(2 per multiply-add, backward = 2x forward) / block time. Ratios '
-        'are ours / reference, measured one right after the other.', '',
+        'are ours / reference, their steps run in turns on one input.', '',
         '| layer | mode | H×W | B | C | ours ms | ref | ref ms | time ratio '
         '| ours MiB | ref MiB | memory ratio | ours TFLOP/s |',
         '|---|---|---|---|---|---|---|---|---|---|---|---|---|'
@@ -173,15 +176,20 @@ def main_from_args(args) -> None:
     device, dtype = _device_and_dtype(args)
     args.repeats = 5 if args.repeats is None else args.repeats
     args.warmup = 2 if args.warmup is None else args.warmup
+    min_seconds = getattr(args, 'min_seconds', None)
+    args.min_seconds = MIN_SECONDS if min_seconds is None else min_seconds
     cases = default_cases(args.layers, device.type == 'cuda', args.quick)
     print(f'[benchmark] {len(cases)} cases on {describe_machine(device)}, {dtype}')
-    results = run_cases(cases, device, dtype, args.warmup, args.repeats)
+    results = run_cases(cases, device, dtype, args.warmup, args.repeats,
+                        args.min_seconds)
     out = Path(args.out_dir) / f'layers-{_device_tag(device)}{"-quick" if args.quick else ""}'
     title = f'Layer benchmark: {describe_machine(device)}, {str(dtype)[6:]}'
     command = 'python tools/benchmark_layers.py' + ''.join(
         flag for flag, on in ((' --quick', args.quick),
                               (f' --repeats {args.repeats}', args.repeats != 5),
-                              (f' --warmup {args.warmup}', args.warmup != 2))
+                              (f' --warmup {args.warmup}', args.warmup != 2),
+                              (f' --min-seconds {args.min_seconds:g}',
+                               args.min_seconds != MIN_SECONDS))
         if on)
     text = to_markdown(results, title, command)
     write_text_atomic(out.with_suffix('.md'), text)

@@ -7,17 +7,16 @@ interleaved (A, B, C, A, B, C, …) so that a busy machine slows them alike.
 Time is the median step; memory the extra peak of one step after a warm
 one (see :mod:`.memory`), measured in a second pass. Ratios are to FCN.
 """
-import statistics
-import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
 from .cells import cell
 from .memory import configure_cpu_memory, extra_peak_mib
+from .timing import interleaved_ms
 
 _REPO_CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
 _CITYSCAPES = '_r50-d8_4xb2-40k_cityscapes-512x1024.py'
@@ -139,26 +138,6 @@ def infer_step(model, size: Tuple[int, int], device: torch.device,
     return run
 
 
-def _interleaved_ms(steps: Sequence[Callable[[], None]], device,
-                    warmup: int, repeats: int) -> List[float]:
-    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
-    for step in steps:
-        for _ in range(warmup):
-            step()
-    times: List[List[float]] = [[] for _ in steps]
-    for r in range(repeats):
-        # alternate the order so that no model always runs first
-        order = range(len(steps)) if r % 2 == 0 else reversed(range(
-            len(steps)))
-        for i in order:
-            sync()
-            start = time.perf_counter()
-            steps[i]()
-            sync()
-            times[i].append(time.perf_counter() - start)
-    return [1000 * statistics.median(t) for t in times]
-
-
 def run_end_to_end(device: torch.device, dtype: torch.dtype, batch: int,
                    size: Tuple[int, int], warmup: int = 1, repeats: int = 3,
                    infer: bool = False, heads=HEADS, overrides=None,
@@ -177,8 +156,8 @@ def run_end_to_end(device: torch.device, dtype: torch.dtype, batch: int,
                 if phase == 'train' else
                 (lambda m: infer_step(m, size, device, dtype)))
         steps = [make(models[h]) for h, _ in heads]
-        for row, ms in zip(rows, _interleaved_ms(steps, device, warmup,
-                                                 repeats)):
+        for row, ms in zip(rows, interleaved_ms(steps, device, warmup,
+                                                repeats)):
             row.time_ms = ms
             log(f'[e2e {phase}] {row.head}: {ms:.0f} ms')
         results.extend(rows)

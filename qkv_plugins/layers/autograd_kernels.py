@@ -13,6 +13,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 _NEG_INF = float('-inf')
 
@@ -50,57 +51,93 @@ def _scaled_bmm(a: Tensor, b: Tensor, scale: float,
 
 
 # Queries per backward chunk of the dense Function: its backward holds the
-# saved N×N weights plus one chunk × N gradient block.
+# N×N weights (overwritten by the logit gradient) plus one chunk × N block
+# of weight gradients of one image.
 BACKWARD_QUERY_CHUNK = 1024
+# Block edge of the in-place ``L + Lᵀ`` of the dense backward.
+SYMMETRIZE_BLOCK = 512
+
+
+def _add_transpose_(m: Tensor, block: int = SYMMETRIZE_BLOCK) -> Tensor:
+    """``m + mᵀ`` in place for square [batch, N, N] ``m``, block by block
+    (holds one block × block temporary)."""
+    n = m.shape[-1]
+    for i in range(0, n, block):
+        for j in range(i, n, block):
+            upper = m[:, i:i + block, j:j + block]
+            lower = m[:, j:j + block, i:i + block]
+            total = upper + lower.transpose(1, 2)
+            upper.copy_(total)
+            lower.copy_(total.transpose(1, 2))
+    return m
+
+
+def _dense_weights(q: Tensor, k: Tensor, scale: float,
+                   mask_self: bool) -> Tensor:
+    """softmax(scale · q kᵀ) [batch, N, N], softmax in place."""
+    weights = _scaled_bmm(q, k.transpose(1, 2), scale)
+    if mask_self:
+        weights.diagonal(dim1=1, dim2=2).fill_(_NEG_INF)
+    return torch.ops.aten._softmax.out(weights, -1, False, out=weights)
 
 
 class DenseAttentionFunction(torch.autograd.Function):
     """``softmax(scale · q kᵀ) v`` over all keys; saves the N×N weights.
 
     Softmax and its backward run in place (the fused kernels work row by
-    row, reading each element before writing it); the backward goes through
-    the queries in chunks of ``BACKWARD_QUERY_CHUNK``.
+    row, reading each element before writing it). The backward computes
+    dV from the weights, then overwrites them, chunk of queries by chunk,
+    with the logit gradient dL; when Q and K are one tensor, their gradient
+    is one product with ``dL + dLᵀ``. A second backward through the same
+    graph (``retain_graph=True``) recomputes the weights from Q and K.
 
-    Only for the documented CPU exception (few positions, wide heads). Inputs
-    are [batch, N, C] (any batch-compatible strides); Q, K, V may alias.
+    Only for the documented CPU exception (wide heads). Inputs are
+    [batch, N, C] (any batch-compatible strides); Q, K, V may alias.
     """
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float,
                 mask_self: bool) -> Tensor:
-        # [batch, N, N]
-        weights = _scaled_bmm(q, k.transpose(1, 2), scale)
-        if mask_self:
-            weights.diagonal(dim1=1, dim2=2).fill_(_NEG_INF)
-        torch.ops.aten._softmax.out(weights, -1, False, out=weights)
-        ctx.scale = scale
+        weights = _dense_weights(q, k, scale, mask_self)
+        ctx.scale, ctx.mask_self = scale, mask_self
         ctx.shared = (q is k, q is k and v is q)
-        ctx.save_for_backward(q, k, v, weights)
+        ctx.save_for_backward(q, k, v)
+        # An intermediate, kept on ctx: the backward overwrites it
+        ctx.weights = weights
         return torch.bmm(weights, v)  # [batch, N, Cv]
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, d_out: Tensor):
-        q, k, v, weights = ctx.saved_tensors
+        q, k, v = ctx.saved_tensors
         qk_shared, v_is_q = ctx.shared
         scale = ctx.scale
+        weights = ctx.weights
+        if weights is None:  # a second backward (retain_graph): recompute
+            weights = _dense_weights(q, k, scale, ctx.mask_self)
+        ctx.weights = None
+        batch, n, _ = weights.shape
         d_v = torch.bmm(weights.transpose(1, 2), d_out)  # [batch, N, Cv]
-        d_q = torch.empty_like(q)
-        d_k = torch.zeros_like(k)
-        for start in range(0, q.shape[1], BACKWARD_QUERY_CHUNK):
-            rows = slice(start, start + BACKWARD_QUERY_CHUNK)
-            # [batch, chunk, N]: dW of these queries, then in place
-            # dL = W ⊙ (dW − rowsum(dW ⊙ W)) by the fused kernel
-            d_logits = torch.bmm(d_out[:, rows], v.transpose(1, 2))
-            torch.ops.aten._softmax_backward_data.out(
-                d_logits, weights[:, rows], -1, weights.dtype,
-                grad_input=d_logits)
-            _scaled_bmm(d_logits, k, scale, out=d_q[:, rows])
-            d_k.baddbmm_(d_logits.transpose(1, 2), q[:, rows], alpha=scale)
-        if qk_shared:  # one tensor served as Q and K: both gradients
-            d_q.add_(d_k)
+        # dW of one image's chunk of queries, [chunk, N], reused
+        d_weights = weights.new_empty(min(n, BACKWARD_QUERY_CHUNK), n)
+        for b in range(batch):
+            for start in range(0, n, BACKWARD_QUERY_CHUNK):
+                rows = slice(start, start + BACKWARD_QUERY_CHUNK)
+                w_rows = weights[b, rows]  # contiguous, as in-place needs
+                d_w = d_weights[:w_rows.shape[0]]
+                torch.mm(d_out[b, rows], v[b].t(), out=d_w)
+                # dL = W ⊙ (dW − rowsum(dW ⊙ W)), over these weights
+                torch.ops.aten._softmax_backward_data.out(
+                    d_w, w_rows, -1, weights.dtype, grad_input=w_rows)
+        del d_weights
+        d_logits = weights  # [batch, N, N], now dL
+        if qk_shared:  # one tensor served as Q and K: (dL + dLᵀ) q
+            d_q = _scaled_bmm(_add_transpose_(d_logits), k, scale)
             if v_is_q:
                 return d_q.add_(d_v), None, None, None, None
             return d_q, None, d_v, None, None
+        d_q = _scaled_bmm(d_logits, k, scale)
+        d_k = _scaled_bmm(d_logits.transpose(1, 2), q, scale)
         return d_q, d_k, d_v, None, None
 
 
@@ -150,6 +187,7 @@ class CrissCrossFunction(torch.autograd.Function):
         return out.permute(0, 3, 1, 2)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, d_out: Tensor):
         q_l, k_l, v_l, rows, cols = ctx.saved_tensors
         qk_shared, v_is_q = ctx.shared
