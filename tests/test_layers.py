@@ -208,7 +208,7 @@ def _leaves(aliasing, qk_shape, v_shape):
 @pytest.mark.parametrize('scale', [1.0, 0.37])
 @pytest.mark.parametrize('n', [1, 2, 7])
 @pytest.mark.parametrize('chunk', [1024, 3])  # one backward chunk, or several
-@pytest.mark.parametrize('block', [512, 2])  # one dL + dLᵀ block, or several
+@pytest.mark.parametrize('block', [256, 2])  # one dL + dLᵀ block, or several
 def test_dense_function_gradcheck(aliasing, mask_self, scale, n, chunk, block,
                                   monkeypatch):
     monkeypatch.setattr(

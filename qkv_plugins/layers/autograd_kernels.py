@@ -55,7 +55,7 @@ def _scaled_bmm(a: Tensor, b: Tensor, scale: float,
 # of weight gradients of one image.
 BACKWARD_QUERY_CHUNK = 1024
 # Block edge of the in-place ``L + Lᵀ`` of the dense backward.
-SYMMETRIZE_BLOCK = 512
+SYMMETRIZE_BLOCK = 256
 
 
 def _add_transpose_(m: Tensor, block: int = SYMMETRIZE_BLOCK) -> Tensor:
