@@ -180,7 +180,10 @@ class CrissCrossFunction(torch.autograd.Function):
         out = torch.bmm(_rows(rows), _rows(v_l))
         out = out.view(batch, height, width, -1)
         for b in range(batch):
-            out[b].transpose(0, 1).baddbmm_(cols[b], v_l[b].transpose(0, 1))
+            # [W, H, Cv] into a fresh buffer, then added: a product into
+            # the strided view would run one small GEMM per column
+            out[b].transpose(0, 1).add_(
+                torch.bmm(cols[b], v_l[b].transpose(0, 1)))
         ctx.scale = scale
         ctx.shared = (q is k, q is k and v is q)
         ctx.save_for_backward(q_l, k_l, v_l, rows, cols)
@@ -209,24 +212,25 @@ class CrissCrossFunction(torch.autograd.Function):
         d_v = torch.bmm(_rows(rows).transpose(1, 2), _rows(do_l))
         d_v = d_v.view_as(v_l)
         for b in range(batch):
-            d_v[b].transpose(0, 1).baddbmm_(cols[b].transpose(1, 2),
-                                            do_l[b].transpose(0, 1))
+            d_v[b].transpose(0, 1).add_(
+                torch.bmm(cols[b].transpose(1, 2), do_l[b].transpose(0, 1)))
         if qk_shared:
             # q = k: one product with dL + dLᵀ per key set
             d_rows = d_rows + d_rows.transpose(-1, -2)
             d_cols = d_cols + d_cols.transpose(-1, -2)
         d_q = _scaled_bmm(_rows(d_rows), _rows(k_l), scale).view_as(q_l)
         for b in range(batch):
-            d_q[b].transpose(0, 1).baddbmm_(d_cols[b], k_l[b].transpose(0, 1),
-                                            alpha=scale)
+            d_q[b].transpose(0, 1).add_(
+                torch.bmm(d_cols[b], k_l[b].transpose(0, 1)), alpha=scale)
         d_k = None
         if not qk_shared:
             d_k = _scaled_bmm(_rows(d_rows).transpose(1, 2), _rows(q_l),
                               scale).view_as(k_l)
             for b in range(batch):
-                d_k[b].transpose(0, 1).baddbmm_(d_cols[b].transpose(1, 2),
-                                                q_l[b].transpose(0, 1),
-                                                alpha=scale)
+                d_k[b].transpose(0, 1).add_(
+                    torch.bmm(d_cols[b].transpose(1, 2),
+                              q_l[b].transpose(0, 1)),
+                    alpha=scale)
         if v_is_q:
             return _to_nchw(d_q.add_(d_v)), None, None, None, None
         return _to_nchw(d_q), _to_nchw(d_k), _to_nchw(d_v), None, None
