@@ -156,7 +156,8 @@ def _modules(case: Case):
 def _warm_steps(case: Case, device: torch.device, dtype: torch.dtype,
                 warmup: int) -> List[Tuple[str, nn.Module, Optional[Callable]]]:
     """(impl, module, step) for ours and the reference on one input, each
-    warmed up; step is None where that ran out of memory."""
+    warmed up (at least one step, which also finds out-of-memory); step is
+    None where that ran out of memory."""
     x = _inputs(case, device)
     warmed = []
     for impl, module in _modules(case):
