@@ -176,8 +176,8 @@ def main_from_args(args) -> None:
     device, dtype = _device_and_dtype(args)
     args.repeats = 5 if args.repeats is None else args.repeats
     args.warmup = 2 if args.warmup is None else args.warmup
-    min_seconds = getattr(args, 'min_seconds', None)
-    args.min_seconds = MIN_SECONDS if min_seconds is None else min_seconds
+    args.min_seconds = (MIN_SECONDS if args.min_seconds is None else
+                        args.min_seconds)
     cases = default_cases(args.layers, device.type == 'cuda', args.quick)
     print(f'[benchmark] {len(cases)} cases on {describe_machine(device)}, {dtype}')
     results = run_cases(cases, device, dtype, args.warmup, args.repeats,
