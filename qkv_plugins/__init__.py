@@ -2,7 +2,8 @@
 
 ``import qkv_plugins`` registers the layers in MMEngine's root ``MODELS``,
 the MMSegmentation glue when mmseg is installed, and the checkpoint-loading
-fix the pinned stack needs.
+fixes the pinned stack needs (mmengine's types allow-listed; every scheme,
+http and open-mmlab included, loads with ``weights_only=True``).
 """
 from importlib.util import find_spec
 
@@ -13,6 +14,7 @@ from .layers import (QKV_MODES, SIMILARITIES, QKVCrissCrossAttention,
 __version__ = '0.1.0'
 
 compat.allow_mmengine_checkpoints()
+compat.enforce_weights_only()
 
 if find_spec('mmseg') is not None:
     from . import mmseg  # noqa: F401  (registers AttentionHead)

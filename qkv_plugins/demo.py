@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 from .analysis.report import write_report
+from .cli import at_least
 from .io import atomic_path
 from .machine import describe_machine
 from .study import diagnose, plan, sweep
@@ -75,7 +76,10 @@ def ensure_data(root: str) -> None:
         print(f'[demo] data: {root} matches its manifest')
     except DatasetError as error:
         print(f'[demo] data: {error}; generating it now')
-        make_dataset(root)
+        try:
+            make_dataset(root)
+        except DatasetError as refused:  # a folder the generator did not write
+            raise SystemExit(f'[demo] {refused}') from None
 
 
 def main() -> None:
@@ -85,9 +89,9 @@ def main() -> None:
     parser.add_argument('--publish', action='store_true',
                         help='copy the table to benchmarks/')
     parser.add_argument('--work-root', default='work_dirs/study')
-    parser.add_argument('--jobs', type=int, default=2)
+    parser.add_argument('--jobs', type=at_least(1), default=2)
     parser.add_argument('--data-root', default=DEFAULT_ROOT)
-    parser.add_argument('--iters', type=int, default=None,
+    parser.add_argument('--iters', type=at_least(1), default=None,
                         help='training iterations per run (default: the '
                         "configs': 1500 cyclic, 1200 grouping); runs go to "
                         'WORK_ROOT-<N>it')

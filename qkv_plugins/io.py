@@ -1,9 +1,18 @@
-"""Atomic file writing: a file is either complete or absent."""
+"""Atomic file writing: a file is either complete or absent, and gets the
+permissions of any other file the user creates (umask applied)."""
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Union
+
+
+def umask_mode(directory: bool = False) -> int:
+    """The mode ``open``/``mkdir`` would give a new file (or folder) under
+    the current umask; ``mkstemp``/``mkdtemp`` give 0600/0700 instead."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
 
 
 @contextmanager
@@ -17,6 +26,7 @@ def atomic_path(path: Union[str, Path]) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

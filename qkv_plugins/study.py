@@ -1,5 +1,6 @@
 """The sweep: configs × seeds, each a ``tools/train.py`` run in its own work
 dir, skipping complete runs and resuming incomplete ones."""
+import argparse
 import json
 import os
 import subprocess
@@ -7,10 +8,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, List, Sequence
+from typing import Callable, List, Sequence, Tuple
 
-from .analysis.table import DIAGNOSTICS_FILE, PLAN_FILE, STATS_FILE
 from .io import write_text_atomic
+from .workdir import DIAGNOSTICS_FILE, PLAN_FILE, RunFileError, run_state
 
 TOOLS = Path(__file__).resolve().parents[1] / 'tools'
 TRAIN_TOOL = TOOLS / 'train.py'
@@ -27,10 +28,35 @@ class Run:
     def name(self) -> str:
         return f'{self.config.stem} seed {self.seed}'
 
-    def is_complete(self) -> bool:
-        stats = self.work_dir / STATS_FILE
-        return stats.is_file() and bool(
-            json.loads(stats.read_text()).get('complete'))
+    def config_for(self, cfg_options: Sequence[str] = ()):
+        """The Config ``tools/train.py`` builds for this run."""
+        from .training import load_config
+        options = {**parse_cfg_options(cfg_options),
+                   'randomness.seed': self.seed}
+        return load_config(str(self.config), options, str(self.work_dir))
+
+    def state(self, cfg_options: Sequence[str] = ()) -> Tuple[str, str]:
+        """(state, why): :func:`~qkv_plugins.workdir.run_state` for this
+        config, seed and length, or ``'corrupt'`` with the file's error."""
+        cfg = self.config_for(cfg_options)
+        try:
+            return run_state(self.work_dir, cfg.run_fingerprint,
+                             cfg.get('train_cfg', {}).get('max_iters'))
+        except RunFileError as error:
+            return 'corrupt', str(error)
+
+    def is_complete(self, cfg_options: Sequence[str] = ()) -> bool:
+        return self.state(cfg_options)[0] == 'complete'
+
+
+def parse_cfg_options(options: Sequence[str]) -> dict:
+    """``['a.b=1', ...]`` as mmengine's ``--cfg-options`` parses them."""
+    from mmengine.config import DictAction
+    if not options:
+        return {}
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser.parse_args(['--cfg-options', *options]).cfg_options
 
 
 def plan(configs: Sequence[str], seeds: Sequence[int], root: str) -> List[Run]:
@@ -80,10 +106,25 @@ def sweep(runs: List[Run],
     Each run's output goes to ``<work_dir>/sweep.log``. A failed run is
     recorded in ``sweep.json`` and the sweep goes on.
     """
-    status = {r.name: dict(status='complete') for r in runs if r.is_complete()}
-    todo = [r for r in runs if r.name not in status]
-    log(f'[sweep] {len(runs)} runs: {len(status)} complete, {len(todo)} to '
-        f'run, {jobs} at a time')
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f'jobs must be a positive int, but got {jobs!r}')
+    status, todo = {}, []
+    for run in runs:
+        state, why = run.state(cfg_options)
+        if state == 'complete':
+            status[run.name] = dict(status='complete')
+        elif state == 'past':
+            status[run.name] = dict(status='conflict', reason=why)
+            log(f'[sweep] CONFLICT {run.name}: {run.work_dir} holds a run '
+                f'{why}; not run (use another work root)')
+        else:
+            if state in ('corrupt', 'other'):
+                log(f'[sweep] {run.name}: {why}; resuming it')
+            todo.append(run)
+    conflicts = sum(s['status'] == 'conflict' for s in status.values())
+    log(f'[sweep] {len(runs)} runs: {len(status) - conflicts} complete, '
+        f'{len(todo)} to run, {jobs} at a time'
+        + (f', {conflicts} in conflict' if conflicts else ''))
     _write_plan(root, runs, status)
     threads = max(1, (os.cpu_count() or 1) // jobs)
     env = dict(os.environ, OMP_NUM_THREADS=str(threads),
@@ -104,7 +145,7 @@ def sweep(runs: List[Run],
             run, logfile, began = running.pop(proc)
             logfile.close()
             done += 1
-            ok = proc.returncode == 0 and run.is_complete()
+            ok = proc.returncode == 0 and run.is_complete(cfg_options)
             status[run.name] = dict(
                 status='complete' if ok else 'failed',
                 returncode=proc.returncode,
@@ -124,7 +165,7 @@ def diagnose(runs: List[Run],
     """Attention diagnostics of each complete run's final checkpoint on the
     val split (``tools/test.py --diagnostics``), unless already there."""
     from .compat import find_resumable_checkpoint
-    todo = [r for r in runs if r.is_complete()
+    todo = [r for r in runs if r.is_complete(cfg_options)
             and not (r.work_dir / DIAGNOSTICS_FILE).is_file()
             and not r.config.stem.startswith('fcn')]
     log(f'[diagnose] {len(todo)} runs to analyse')

@@ -1,12 +1,16 @@
 """Config → Runner for the thin tools (train, test, sweep)."""
+import os
 import os.path as osp
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
+import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.runner import Runner
 
 from .compat import (adapt_config_for_cpu, atomic_checkpoint_saving,
                      find_resumable_checkpoint, patch_cpu_distributed)
+from .workdir import (RunFileError, WorkDirConflict, config_fingerprint,
+                      locked, run_state)
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
@@ -26,6 +30,9 @@ def load_config(config: Union[str, Config],
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join(
             'work_dirs', osp.splitext(osp.basename(cfg.filename))[0])
+    # What the run computes, before any machine-specific change
+    # (RunStatsHook records it; "complete" means complete for it).
+    cfg.run_fingerprint = config_fingerprint(cfg)
     return cfg
 
 
@@ -71,6 +78,9 @@ def build_runner(config: Union[str, Config],
         cfg.resume = True
         if load_from is None:
             cfg.load_from = find_resumable_checkpoint(cfg.work_dir)
+            # nothing to resume (none saved, or last_checkpoint names a
+            # deleted file): start afresh rather than crash
+            cfg.resume = cfg.load_from is not None
     patch_cpu_distributed()
     adapt_config_for_cpu(cfg, distributed=launcher != 'none')
     atomic_checkpoint_saving()
@@ -78,3 +88,114 @@ def build_runner(config: Union[str, Config],
         from mmengine.registry import RUNNERS
         return RUNNERS.build(cfg)
     return Runner.from_cfg(cfg)
+
+
+def launcher_rank() -> int:
+    """This process's rank as the launcher set it (before the process group
+    exists): torchrun's ``RANK``, Slurm's ``SLURM_PROCID``, else 0."""
+    for name in ('RANK', 'SLURM_PROCID', 'OMPI_COMM_WORLD_RANK'):
+        if os.environ.get(name, '').isdigit():
+            return int(os.environ[name])
+    return 0
+
+
+def train(config: Union[str, Config],
+          *,
+          cfg_options: Optional[dict] = None,
+          work_dir: Optional[str] = None,
+          launcher: str = 'none',
+          amp: bool = False,
+          resume: bool = False,
+          log: Callable[[str], None] = print) -> bool:
+    """Train a config; return False if there was nothing to do.
+
+    With ``resume``, a work dir whose run is complete for this config and
+    length is left as it is; a run of another config or length goes on to
+    this one, unless it went past this length (``WorkDirConflict``). The
+    work dir is locked for the whole run
+    (:mod:`.workdir`): a second run on it raises ``WorkDirBusy``.
+    """
+    cfg = load_config(config, cfg_options, work_dir)
+    rank = launcher_rank() if launcher != 'none' else 0
+    with locked(cfg.work_dir, rank):
+        if resume:
+            try:
+                state, why = run_state(cfg.work_dir, cfg.run_fingerprint,
+                                       cfg.get('train_cfg',
+                                               {}).get('max_iters'))
+            except RunFileError as error:  # rewritten by this run
+                state, why = 'partial', str(error)
+                log(f'[train] {error}; resuming')
+            if state == 'complete':
+                log(f'[train] {cfg.work_dir} holds a complete run of this '
+                    'config; nothing to do (its results are left as they '
+                    'are)')
+                return False
+            if state == 'past':
+                raise WorkDirConflict(
+                    f'{cfg.work_dir} holds a run {why}: resuming cannot '
+                    'give the requested run; choose another --work-dir')
+            if state == 'other':
+                log(f'[train] {cfg.work_dir} holds a run {why}; resuming it '
+                    'to the requested config (its results will be replaced)')
+        runner = build_runner(cfg, launcher=launcher, amp=amp, resume=resume)
+        runner.train()
+    if torch_dist.is_initialized():
+        # every rank leaves together: a rank that exits while others still
+        # use the group can abort in gloo's threads
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
+    return True
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint's weights do not fit the model."""
+
+
+def check_checkpoint_fits(model, checkpoint: str, examples: int = 5) -> None:
+    """Raise CheckpointMismatch unless ``checkpoint``'s state dict has
+    exactly the model's keys with the model's shapes (a ``module.`` prefix
+    is dropped, as mmengine does)."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    loaded = _load_checkpoint(checkpoint, map_location='cpu')
+    state = loaded.get('state_dict', loaded) if isinstance(loaded,
+                                                           dict) else {}
+    state = {k[len('module.'):] if k.startswith('module.') else k: v
+             for k, v in state.items()}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected)
+                   if hasattr(state[k], 'shape')
+                   and tuple(state[k].shape) != tuple(expected[k].shape))
+    if not (missing or unexpected or wrong):
+        return
+    parts = [f'{len(keys)} {what} (e.g. {keys[:examples]})'
+             for what, keys in (('missing keys', missing),
+                                ('unexpected keys', unexpected),
+                                ('keys of another shape', wrong)) if keys]
+    raise CheckpointMismatch(
+        f'{checkpoint} does not fit the model: {"; ".join(parts)}. Is it a '
+        'checkpoint of this config? Pass --allow-partial to evaluate anyway')
+
+
+def test(config: Union[str, Config],
+         checkpoint: str,
+         *,
+         cfg_options: Optional[dict] = None,
+         work_dir: Optional[str] = None,
+         launcher: str = 'none',
+         diagnostics: bool = False,
+         allow_partial: bool = False) -> dict:
+    """Evaluate ``checkpoint`` on the config's test set; return the metrics.
+
+    A checkpoint that does not fit the model raises CheckpointMismatch
+    (unless ``allow_partial``) before anything is evaluated.
+    """
+    runner = build_runner(
+        config, cfg_options=cfg_options, work_dir=work_dir,
+        launcher=launcher, load_from=checkpoint,
+        extra_hooks=[dict(type='AttentionDiagnosticsHook')]
+        if diagnostics else ())
+    if not allow_partial:
+        check_checkpoint_fits(runner.model, checkpoint)
+    return runner.test()

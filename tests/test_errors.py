@@ -53,8 +53,9 @@ def test_non_4d_input(kind, shape):
         LAYERS[kind](16)(torch.randn(*shape))
 
 
-def test_identity_mode_ignores_reduction():
-    # No projection to in_channels // reduction exists, so no error.
-    LAYERS['criss_cross'](4, qkv_mode='identity')
+@pytest.mark.parametrize('qkv_mode', ['identity', 'separate'])
+def test_reduction_is_checked_in_every_mode(qkv_mode):
+    # identity builds no projection to in_channels // reduction, but a bad
+    # reduction is still a mistake in the config: said at once.
     with pytest.raises(ValueError, match='reduction=8 leaves 4 // 8 = 0'):
-        LAYERS['criss_cross'](4, qkv_mode='separate')
+        LAYERS['criss_cross'](4, qkv_mode=qkv_mode)

@@ -117,13 +117,30 @@ def test_shared_qk_attends_mostly_to_itself_without_mask():
     assert torch.equal(top1, torch.arange(16))
 
 
-def test_masked_chunks_match_explicit(monkeypatch):
-    monkeypatch.setattr('qkv_plugins.layers.kernels.MASKED_QUERY_CHUNK', 7)
-    q, k, v = (torch.randn(2, 2, 30, 8) for _ in range(3))
-    fast, _ = dense_attention(q, k, v, 0.3, mask_self=True)
-    explicit, _ = dense_attention(q, k, v, 0.3, mask_self=True,
-                                  need_weights=True)
+@pytest.mark.parametrize('aliases', ['none', 'qk', 'qkv', 'kv'])
+@pytest.mark.parametrize('block', [7 * 4 * 30, 10**6])  # 7-query chunks, one
+def test_masked_chunks_match_explicit(monkeypatch, aliases, block):
+    """The self-masked fast path (query chunks, FlashAttention-style
+    backward) equals the explicit path in values and gradients."""
+    monkeypatch.setattr(
+        'qkv_plugins.layers.autograd_kernels.MASKED_BLOCK_ELEMENTS', block)
+    q, k, v = (torch.randn(2, 2, 30, 8, dtype=torch.float64,
+                           requires_grad=True) for _ in range(3))
+    k_in = q if aliases in ('qk', 'qkv') else k
+    v_in = {'qkv': q, 'kv': k}.get(aliases, v)
+    results = []
+    for need_weights in (False, True):
+        out, _ = dense_attention(q, k_in, v_in, 0.3, mask_self=True,
+                                 need_weights=need_weights)
+        grads = torch.autograd.grad(out, (q, k, v), torch.ones_like(out),
+                                    allow_unused=True)
+        results.append((out, grads))
+    (fast, fast_grads), (explicit, explicit_grads) = results
     torch.testing.assert_close(fast, explicit)
+    for got, expected in zip(fast_grads, explicit_grads):
+        assert (got is None) == (expected is None)
+        if got is not None:
+            torch.testing.assert_close(got, expected)
 
 
 @pytest.mark.parametrize('num_heads', [1, 2, 4])
@@ -162,13 +179,17 @@ def test_cosine_logit_scale_is_clamped():
 @pytest.mark.parametrize('qkv_mode', sorted(QKV_MODES))
 @mask_selfs
 def test_fast_path_uses_fused_kernel_not_math(qkv_mode, mask_self):
-    """SDPA silently falls back to an N×N math kernel on strided inputs."""
+    """SDPA silently falls back to an N×N math kernel on strided inputs;
+    with ``mask_self`` (no fused kernel takes a diagonal mask without an
+    N×N one) the chunked self-masked Function runs instead."""
     layer = build_layer('non_local', qkv_mode=qkv_mode, mask_self=mask_self)
     x = torch.randn(2, 16, 6, 6, requires_grad=True)
     with torch.profiler.profile() as prof:
         layer(x).sum().backward()
     ops = {event.key for event in prof.key_averages()}
-    assert 'aten::_scaled_dot_product_flash_attention_for_cpu' in ops
+    fused = 'aten::_scaled_dot_product_flash_attention_for_cpu' in ops
+    masked = 'SelfMaskedAttentionFunction' in ops
+    assert (fused, masked) == (not mask_self, mask_self), sorted(ops)
     assert 'aten::_scaled_dot_product_attention_math' not in ops
 
 

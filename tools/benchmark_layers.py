@@ -18,21 +18,7 @@ Examples:
 """
 import argparse
 
-
-def _at_least(low, kind):
-    """argparse type: ``kind(text)`` no smaller than ``low``."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f'{text!r} is not a {kind.__name__}') from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f'{text} is below {low}')
-        return value
-
-    return parse
+from qkv_plugins.cli import at_least
 
 
 def main() -> None:
@@ -50,12 +36,12 @@ def main() -> None:
                         default=('non_local', 'criss_cross'))
     parser.add_argument('--quick', action='store_true',
                         help='first shape only, two modes')
-    parser.add_argument('--repeats', type=_at_least(1, int), default=None,
+    parser.add_argument('--repeats', type=at_least(1, int), default=None,
                         help='timed turns, default: 5 (layers), 3 '
                         '(end-to-end)')
-    parser.add_argument('--warmup', type=_at_least(0, int), default=None,
+    parser.add_argument('--warmup', type=at_least(0, int), default=None,
                         help='default: 2 (layers), 1 (end-to-end)')
-    parser.add_argument('--min-seconds', type=_at_least(0, float),
+    parser.add_argument('--min-seconds', type=at_least(0, float),
                         default=None,
                         help='layers: more turns until a case and its '
                         'reference took this long (default: 3)')

@@ -9,6 +9,7 @@ Example:
 """
 import argparse
 
+from qkv_plugins.cli import at_least
 from qkv_plugins.study import plan, sweep
 
 
@@ -18,9 +19,10 @@ def main() -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='\n'.join(__doc__.splitlines()[1:]))
     parser.add_argument('configs', nargs='+', help='config files')
-    parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2])
+    parser.add_argument('--seeds', nargs='+', type=at_least(0),
+                        default=[0, 1, 2])
     parser.add_argument('--work-root', default='work_dirs/study')
-    parser.add_argument('--jobs', type=int, default=1,
+    parser.add_argument('--jobs', type=at_least(1), default=1,
                         help='runs at a time (threads are split among them)')
     parser.add_argument('--cfg-options', nargs='+', default=[],
                         help='passed to every run, e.g. train_cfg.max_iters=100')
@@ -29,7 +31,8 @@ def main() -> None:
                    args.work_root, args.cfg_options, args.jobs)
     failed = [name for name, s in status.items() if s['status'] != 'complete']
     if failed:
-        raise SystemExit(f'{len(failed)} runs failed: {failed}')
+        raise SystemExit(f'{len(failed)} runs failed or in conflict: '
+                         f'{failed}')
 
 
 if __name__ == '__main__':

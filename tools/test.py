@@ -3,7 +3,7 @@ import argparse
 
 from mmengine.config import DictAction
 
-from qkv_plugins.training import LAUNCHERS, build_runner
+from qkv_plugins.training import LAUNCHERS, CheckpointMismatch, test
 
 
 def parse_args() -> argparse.Namespace:
@@ -16,6 +16,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--diagnostics', action='store_true',
                         help='also write attention diagnostics '
                         '(attention_diagnostics.json) to the work dir')
+    parser.add_argument('--allow-partial', action='store_true',
+                        help='evaluate even if the checkpoint lacks some of '
+                        "the model's weights or has others (they stay as "
+                        'initialised)')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser.parse_args()
@@ -23,12 +27,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    runner = build_runner(args.config, cfg_options=args.cfg_options,
-                          work_dir=args.work_dir, launcher=args.launcher,
-                          load_from=args.checkpoint,
-                          extra_hooks=[dict(type='AttentionDiagnosticsHook')]
-                          if args.diagnostics else ())
-    runner.test()
+    try:
+        test(args.config, args.checkpoint, cfg_options=args.cfg_options,
+             work_dir=args.work_dir, launcher=args.launcher,
+             diagnostics=args.diagnostics, allow_partial=args.allow_partial)
+    except CheckpointMismatch as error:
+        raise SystemExit(f'test: {error}') from None
 
 
 if __name__ == '__main__':

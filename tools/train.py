@@ -1,10 +1,12 @@
 """Train a segmentor from a config (mmseg's tools/train.py, with qkv_plugins'
-fixes for the pinned stack: CPU distributed, safe checkpoint loading)."""
+fixes for the pinned stack: CPU distributed, safe checkpoint loading, a
+locked work dir, finished runs left finished)."""
 import argparse
 
 from mmengine.config import DictAction
 
-from qkv_plugins.training import LAUNCHERS, build_runner
+from qkv_plugins.training import LAUNCHERS, train
+from qkv_plugins.workdir import WorkDirBusy, WorkDirConflict
 
 
 def parse_args() -> argparse.Namespace:
@@ -13,7 +15,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument('--resume', action='store_true',
                         help='resume from the newest complete checkpoint in '
-                        'the work dir (starts afresh if there is none)')
+                        'the work dir (starts afresh if there is none; does '
+                        'nothing if the run there is complete)')
     parser.add_argument('--amp', action='store_true',
                         help='enable automatic-mixed-precision training')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
@@ -26,10 +29,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    runner = build_runner(args.config, cfg_options=args.cfg_options,
-                          work_dir=args.work_dir, launcher=args.launcher,
-                          amp=args.amp, resume=args.resume)
-    runner.train()
+    try:
+        train(args.config, cfg_options=args.cfg_options,
+              work_dir=args.work_dir, launcher=args.launcher, amp=args.amp,
+              resume=args.resume)
+    except (WorkDirBusy, WorkDirConflict) as error:
+        raise SystemExit(f'train: {error}') from None
 
 
 if __name__ == '__main__':

@@ -16,6 +16,7 @@ from PIL import Image
 from qkv_plugins import QKVCrissCrossAttention, record_attention
 from qkv_plugins.analysis.table import describe_config
 from qkv_plugins.analysis.visualize import draw
+from qkv_plugins.cli import config_and_checkpoint
 from qkv_plugins.synthetic import DEFAULT_ROOT
 
 
@@ -38,7 +39,8 @@ def main() -> None:
         description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog='\n'.join(__doc__.splitlines()[1:]))
-    parser.add_argument('models', nargs='+', metavar='CONFIG:CHECKPOINT')
+    parser.add_argument('models', nargs='+', metavar='CONFIG:CHECKPOINT',
+                        type=config_and_checkpoint)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('--image', help='any RGB image')
     source.add_argument('--sample', help='embedded val sample, TRACK:INDEX')
@@ -58,8 +60,7 @@ def main() -> None:
                                      (height // 2, width // 2),
                                      (3 * height // 4, 2 * width // 3)])
     variants = {}
-    for spec in args.models:
-        config, checkpoint = spec.rsplit(':', 1)
+    for config, checkpoint in args.models:
         model = init_model(config, checkpoint, device='cpu')
         layer = dict(model.named_modules()).get(args.layer)
         if layer is None:

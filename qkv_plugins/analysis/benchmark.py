@@ -5,11 +5,12 @@ Each case times ``layer(x).sum().backward()`` (median of ``repeats`` after
 measures its extra peak memory; ratios compare a case with its reference.
 References: mmcv ``NonLocal2d`` (``embedded_gaussian`` for ``separate`` and
 ``shared*``, ``gaussian`` for the identity modes), mmcv
-``CrissCrossAttention`` applied ``recurrence`` times, and our explicit path
-where mmcv has no twin (non-local with ``cosine`` or ``mask_self``).
+``CrissCrossAttention`` applied ``recurrence`` times, and where mmcv has
+no twin, our explicit path (non-local ``cosine``) or, for non-local
+``mask_self``, the same layer without the mask (what the mask costs).
 """
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterable, List, Optional, Tuple
 
 import torch
@@ -86,7 +87,9 @@ def build_reference(case: Case):
         block = CrissCrossAttention(case.channels)
         return f'mmcv CCA x{RECURRENCE}', nn.Sequential(
             *[block] * RECURRENCE)
-    if case.similarity == 'cosine' or case.mask_self:
+    if case.mask_self:  # what the mask costs: the same layer without it
+        return 'ours unmasked', build_ours(replace(case, mask_self=False))
+    if case.similarity == 'cosine':
         return 'ours explicit', _Explicit(build_ours(case))
     from mmcv.cnn import NonLocal2d
     mode = 'gaussian' if case.qkv_mode.startswith(

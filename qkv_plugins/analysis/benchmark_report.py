@@ -18,8 +18,8 @@ GPU_SHAPES = ((64, 128, 2), (97, 97, 2), (128, 256, 1), (256, 512, 1))
 MIN_SECONDS = 3.0
 MODES = ('separate', 'shared_qk', 'shared', 'identity_qk', 'identity')
 # (qkv_mode, similarity, mask_self) beyond the five dot-product modes
-EXTRA = (('separate', 'cosine', False), ('shared_qk', 'dot', True),
-         ('shared', 'cosine', True))
+EXTRA = (('separate', 'cosine', False), ('separate', 'dot', True),
+         ('shared_qk', 'dot', True), ('shared', 'cosine', True))
 
 
 def default_cases(layers, on_gpu: bool, quick: bool) -> List[Case]:

@@ -6,18 +6,16 @@ which names every expected run so that none is silently dropped.
 """
 import csv
 import io
-import json
 import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ..workdir import (DIAGNOSTICS_FILE, PLAN_FILE, STATS_FILE, RunFileError,
+                       read_json)
 from .cells import cell
 
-PLAN_FILE = 'sweep.json'
-STATS_FILE = 'run_stats.json'
-DIAGNOSTICS_FILE = 'attention_diagnostics.json'
 # diagnostics shown in the table: (statistic, column title, format)
 DIAGNOSTIC_COLUMNS = (
     ('scaled_self_affinity', 'self-aff. ×keys', '.2f'),
@@ -86,40 +84,77 @@ def describe_config(stem: str) -> Tuple[str, str, str]:
     return (match['track'], match['algo'], match['variant'] or '-')
 
 
-def _status(stats_path: Path) -> Tuple[str, Optional[dict]]:
+_SEED_DIR = re.compile(r'^seed(\d+)$')
+
+
+def _status(stats_path: Path) -> Tuple[str, Optional[dict], List[str]]:
+    """(status, stats, problems of the run's other files)."""
     if not stats_path.is_file():
-        return 'missing', None
-    stats = json.loads(stats_path.read_text())
+        return 'missing', None, []
+    try:
+        stats = read_json(stats_path, 'run statistics')
+    except RunFileError as error:
+        return f'corrupt ({error})', None, []
+    problems = []
     diagnostics = stats_path.parent / DIAGNOSTICS_FILE
     if diagnostics.is_file():
-        stats['diagnostics'] = json.loads(diagnostics.read_text())
+        try:
+            stats['diagnostics'] = read_json(diagnostics, 'diagnostics')
+        except RunFileError as error:
+            problems.append(f'diagnostics left out: {error}')
     if not stats.get('complete'):
-        return f'partial (iter {stats.get("iter")}/{stats.get("max_iters")})', stats
-    return 'complete', stats
+        return (f'partial (iter {stats.get("iter")}/{stats.get("max_iters")})',
+                stats, problems)
+    metrics = stats.get('metrics')
+    if not isinstance(metrics, dict) or not isinstance(metrics.get('mIoU'),
+                                                       (int, float)):
+        return f'corrupt ({stats_path}: complete but no mIoU)', None, problems
+    return 'complete', stats, problems
+
+
+def _planned_runs(plan: dict) -> Dict[Tuple[str, int], dict]:
+    """{(config, seed): entry} of a sweep plan's well-formed entries."""
+    runs = plan.get('runs')
+    return {(r['config'], r['seed']): r
+            for r in (runs if isinstance(runs, list) else [])
+            if isinstance(r, dict) and isinstance(r.get('config'), str)
+            and isinstance(r.get('seed'), int)}
 
 
 def collect(root: str) -> Tuple[List[Variant], List[str]]:
     """Variants found under ``root`` plus a list of runs that are missing,
-    failed or partial (as 'config seed N: status')."""
+    failed, partial or corrupt (as 'config seed N: status'), and of files
+    and folders left out (with their path and reason)."""
     root_path = Path(root)
     plan = {}
+    problems = []
     plan_path = root_path / PLAN_FILE
     if plan_path.is_file():
-        plan = json.loads(plan_path.read_text())
-    expected = {(r['config'], r['seed']): r for r in plan.get('runs', [])}
-    for stats_path in root_path.glob(f'*/seed*/{STATS_FILE}'):
-        seed = int(stats_path.parent.name[len('seed'):])
-        expected.setdefault((stats_path.parent.parent.name, seed), {})
+        try:
+            plan = read_json(plan_path, 'sweep plan')
+        except RunFileError as error:
+            problems.append(f'{error}; the plan is ignored')
+    expected = _planned_runs(plan)
+    for stats_path in sorted(root_path.glob(f'*/*/{STATS_FILE}')):
+        match = _SEED_DIR.match(stats_path.parent.name)
+        if match is None:
+            problems.append(f'ignored {stats_path.parent}: not a seed<k> '
+                            'folder')
+            continue
+        expected.setdefault((stats_path.parent.parent.name,
+                             int(match.group(1))), {})
     variants: Dict[str, Variant] = {}
-    problems = []
     for (config, seed), planned in sorted(expected.items()):
         track, algo, variant = describe_config(config)
         entry = variants.setdefault(config, Variant(config, track, algo,
                                                      variant))
-        status, stats = _status(root_path / config / f'seed{seed}' /
-                                STATS_FILE)
+        status, stats, run_problems = _status(root_path / config /
+                                              f'seed{seed}' / STATS_FILE)
+        problems.extend(f'{config} seed {seed}: {p}' for p in run_problems)
         if planned.get('status') == 'failed':
             status = f'failed (exit {planned.get("returncode")})'
+        elif planned.get('status') == 'conflict':
+            status = f'conflict ({planned.get("reason")})'
         if status == 'complete':
             entry.runs[seed] = stats
         else:
@@ -200,7 +235,8 @@ def to_markdown(variants: List[Variant], problems: List[str],
                  'attention mass that object pixels put on the object their '
                  'label comes from (cyclic track).\n')
     if problems:
-        text += '\nRuns not in the table (missing, failed or partial):\n'
+        text += ('\nRuns and files not in the table (missing, failed, '
+                 'partial, corrupt or ignored):\n')
         text += ''.join(f'- {p}\n' for p in problems)
     return text
 

@@ -1,12 +1,15 @@
 """The few fixes the pinned stack needs (checkpoint loading on torch >= 2.6,
-atomic checkpoints, distributed training on CPU)."""
+weights-only loading on every checkpoint scheme, atomic checkpoints,
+distributed training on CPU)."""
 from .checkpoint import (allow_mmengine_checkpoints, atomic_checkpoint_saving,
                          find_resumable_checkpoint)
+from .safe_loading import enforce_weights_only
 from .distributed import (adapt_config_for_cpu, patch_cpu_distributed,
                           sync_bn_to_bn)
 
 __all__ = [
-    'allow_mmengine_checkpoints', 'atomic_checkpoint_saving',
+    'allow_mmengine_checkpoints', 'enforce_weights_only',
+    'atomic_checkpoint_saving',
     'find_resumable_checkpoint', 'adapt_config_for_cpu',
     'patch_cpu_distributed', 'sync_bn_to_bn'
 ]

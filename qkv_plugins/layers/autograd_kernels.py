@@ -1,4 +1,5 @@
-"""CPU attention kernels with a hand-written backward.
+"""Attention kernels with a hand-written backward (the CPU fast paths, and
+``mask_self`` on every device).
 
 Plain autograd through ``matmul → softmax → matmul`` keeps extra copies of
 the logits and of permuted inputs and makes new buffers at every step. These
@@ -178,7 +179,7 @@ class CrissCrossFunction(torch.autograd.Function):
         cols.div_(total.transpose(1, 2)[..., None])
         # out [B, H, W, Cv]: row part in one bmm, column part per image
         out = torch.bmm(_rows(rows), _rows(v_l))
-        out = out.view(batch, height, width, -1)
+        out = out.view(batch, height, width, v_l.shape[-1])
         for b in range(batch):
             # [W, H, Cv] into a fresh buffer, then added: a product into
             # the strided view would run one small GEMM per column
@@ -234,3 +235,91 @@ class CrissCrossFunction(torch.autograd.Function):
         if v_is_q:
             return _to_nchw(d_q.add_(d_v)), None, None, None, None
         return _to_nchw(d_q), _to_nchw(d_k), _to_nchw(d_v), None, None
+
+
+# Elements of one [batch, chunk, N] block of logits in the masked kernel: the
+# query chunk is sized so that a block stays near 8 MiB in fp32, whatever N.
+MASKED_BLOCK_ELEMENTS = 2**21
+
+
+def masked_query_chunk(batch: int, n: int,
+                       block: int = MASKED_BLOCK_ELEMENTS) -> int:
+    """Queries per chunk of :class:`SelfMaskedAttentionFunction`."""
+    return max(1, min(n, block // max(1, batch * n)))
+
+
+def _masked_weights(q_rows: Tensor, k: Tensor, scale: float, start: int,
+                    out: Tensor) -> Tensor:
+    """softmax over keys of ``scale · q_rows kᵀ`` [batch, chunk, N] into
+    ``out``, with each query's own key (column ``start + row``) removed;
+    softmax in place."""
+    _scaled_bmm(q_rows, k.transpose(1, 2), scale, out=out)
+    out[:, :, start:start + out.shape[1]].diagonal(
+        dim1=1, dim2=2).fill_(_NEG_INF)
+    return torch.ops.aten._softmax.out(out, -1, False, out=out)
+
+
+class SelfMaskedAttentionFunction(torch.autograd.Function):
+    """``softmax(scale · q kᵀ) v`` without each query's own key, in query
+    chunks: no N×N matrix in the forward or the backward.
+
+    Fused kernels take no diagonal mask without an N×N one. Here the
+    forward keeps only Q, K, V; the backward recomputes one chunk of
+    weights at a time and runs softmax and its gradient in place, as
+    :class:`DenseAttentionFunction` does. Two [batch, chunk, N] blocks are
+    live at any moment (see :data:`MASKED_BLOCK_ELEMENTS`). Inputs are
+    [batch, N, C] ([batch, N, Cv] for v) in one float dtype, N > 1; Q, K,
+    V may alias.
+    """
+
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
+        batch, n, _ = q.shape
+        chunk = masked_query_chunk(batch, n)
+        out = v.new_empty(batch, n, v.shape[-1])
+        block = q.new_empty(batch, chunk, n)
+        for start in range(0, n, chunk):
+            rows = slice(start, start + chunk)
+            size = q[:, rows].shape[1]
+            weights = _masked_weights(q[:, rows], k, scale, start,
+                                      block[:, :size])
+            out[:, rows] = torch.bmm(weights, v)
+        ctx.scale, ctx.chunk = scale, chunk
+        ctx.shared = (q is k, v is q, v is k)
+        ctx.save_for_backward(q, k, v)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out: Tensor):
+        q, k, v = ctx.saved_tensors
+        scale, chunk = ctx.scale, ctx.chunk
+        batch, n, _ = q.shape
+        d_q, d_k, d_v = (torch.zeros_like(t) for t in (q, k, v))
+        block = q.new_empty(batch, chunk, n)
+        d_block = q.new_empty(batch, chunk, n)
+        for start in range(0, n, chunk):
+            rows = slice(start, start + chunk)
+            q_rows, do_rows = q[:, rows], d_out[:, rows]
+            size = q_rows.shape[1]
+            weights = _masked_weights(q_rows, k, scale, start,
+                                      block[:, :size])
+            d_v.baddbmm_(weights.transpose(1, 2), do_rows)
+            # dW = dO vᵀ, then dL = W ⊙ (dW − rowsum(dW ⊙ W)) in place
+            d_logits = d_block[:, :size].baddbmm_(do_rows, v.transpose(1, 2),
+                                                  beta=0)
+            torch.ops.aten._softmax_backward_data.out(
+                d_logits, weights, -1, weights.dtype, grad_input=d_logits)
+            d_q[:, rows] = torch.bmm(d_logits, k).mul_(scale)
+            d_k.baddbmm_(d_logits.transpose(1, 2), q_rows, alpha=scale)
+        qk_shared, v_is_q, v_is_k = ctx.shared
+        if qk_shared:
+            d_q.add_(d_k)
+            d_k = None
+            if v_is_q:
+                return d_q.add_(d_v), None, None, None
+        elif v_is_k:
+            return d_q, d_k.add_(d_v), None, None
+        elif v_is_q:
+            return d_q.add_(d_v), d_k, None, None
+        return d_q, d_k, d_v, None

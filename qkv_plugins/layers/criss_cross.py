@@ -13,8 +13,8 @@ from mmengine.registry import MODELS
 from torch import Tensor
 
 from .kernels import criss_cross_attention
-from .options import (check_choice, check_input, check_positive_int,
-                      reduced_channels, QKV_MODES)
+from .options import (check_bool, check_choice, check_input,
+                      check_positive_int, reduced_channels, QKV_MODES)
 from .projection import QKVProjection
 from .recording import RecordsAttention
 from .similarity import Similarity
@@ -53,9 +53,9 @@ class QKVCrissCrossAttention(RecordsAttention, nn.Module):
         self.in_channels = check_positive_int('in_channels', in_channels)
         self.recurrence = check_positive_int('recurrence', recurrence)
         check_choice('qkv_mode', qkv_mode, tuple(QKV_MODES))
-        self.mask_self = bool(mask_self)
-        qk_channels = (in_channels if qkv_mode == 'identity' else
-                       reduced_channels(in_channels, reduction))
+        self.mask_self = check_bool('mask_self', mask_self)
+        reduced = reduced_channels(in_channels, reduction)  # checked always
+        qk_channels = in_channels if qkv_mode == 'identity' else reduced
         self.proj = QKVProjection(in_channels, qk_channels, in_channels,
                                   qkv_mode, conv_cfg)
         self.similarity = Similarity(similarity, use_scale,

@@ -1,6 +1,6 @@
 """Attention kernels as functions of tensors: scores → softmax → weighted sum.
 
-The fast paths hold no N×N matrix (one exception: on CPU, up to 8,192
+The fast paths hold no N×N matrix, with ``mask_self`` too (one exception: on CPU, up to 8,192
 positions, heads wider than 128 take the explicit path, which is faster
 there); the explicit paths build it and hand the weights back (for
 diagnostics and pictures). Both share the masking rule: ``mask_self`` removes
@@ -19,10 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .autograd_kernels import (CrissCrossFunction, DenseAttentionFunction,
-                               distinct)
+                               SelfMaskedAttentionFunction, distinct)
 
-# Queries per chunk when ``mask_self`` needs a mask: the mask is chunk × N.
-MASKED_QUERY_CHUNK = 1024
 # CPU dispatch (tools/benchmark_layers.py): up to this many positions, heads
 # wider than this run faster on the explicit path. Measured on 2 cores, fp32,
 # B=2, C=256: at 64×64 explicit 0.76–0.98× of mmcv's time against 1.09× fused;
@@ -60,7 +58,21 @@ def _dense_function(q: Tensor, k: Tensor, v: Tensor, scale: float,
             q, k, v, fn=lambda t: at_least_fp32(t).flatten(0, -3))
         out = DenseAttentionFunction.apply(q3.to(k3.dtype), k3,
                                            v3.to(k3.dtype), scale, mask_self)
-    return out.view(*v.shape[:-1], -1).to(v.dtype)
+    return out.view(*v.shape[:-1], out.shape[-1]).to(v.dtype)
+
+
+def _self_masked_function(q: Tensor, k: Tensor, v: Tensor,
+                          scale: float) -> Tensor:
+    """The fast path with ``mask_self``: fused kernels take no diagonal
+    mask without an N×N one, so this runs query chunks with a hand-written
+    backward (:class:`SelfMaskedAttentionFunction`)."""
+    with _float32_scores(q.device.type):
+        # [B, heads, N, C] -> [B·heads, N, C], aliases kept
+        q3, k3, v3 = distinct(
+            q, k, v, fn=lambda t: at_least_fp32(t).flatten(0, -3).contiguous())
+        out = SelfMaskedAttentionFunction.apply(q3.to(k3.dtype), k3,
+                                                v3.to(k3.dtype), scale)
+    return out.view(*v.shape[:-1], out.shape[-1]).to(v.dtype)
 
 
 def dense_attention(q: Tensor,
@@ -101,6 +113,8 @@ def dense_attention(q: Tensor,
                 logits = logits.masked_fill(eye, float('-inf'))
             weights = logits.softmax(dim=-1)
         return torch.matmul(weights.to(v.dtype), v), weights
+    if mask_self:
+        return _self_masked_function(q, k, v, scale), None
     out_channels = v.shape[-1]
     # Fused kernels need the head dimension contiguous, or SDPA silently
     # falls back to its N×N math kernel.
@@ -110,22 +124,8 @@ def dense_attention(q: Tensor,
         # change no logit (on Q and K) and add output columns we drop (on V).
         width = max(q.shape[-1], out_channels)
         q, k, v = (F.pad(t, (0, width - t.shape[-1])) for t in (q, k, v))
-    if not mask_self:
-        out = F.scaled_dot_product_attention(q, k, v, scale=scale)
-        return out[..., :out_channels], None
-    keys = torch.arange(n, device=q.device)
-    chunks = []
-    for start in range(0, n, MASKED_QUERY_CHUNK):
-        queries = keys[start:start + MASKED_QUERY_CHUNK]
-        allowed = queries[:, None] != keys[None, :]  # [chunk, N]
-        chunks.append(
-            F.scaled_dot_product_attention(
-                q[..., start:start + MASKED_QUERY_CHUNK, :],
-                k,
-                v,
-                attn_mask=allowed,
-                scale=scale))
-    return torch.cat(chunks, dim=-2)[..., :out_channels], None
+    out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    return out[..., :out_channels], None
 
 
 def criss_cross_attention(q: Tensor,

@@ -14,8 +14,8 @@ from torch import Tensor
 
 from .autograd_kernels import distinct
 from .kernels import dense_attention
-from .options import (check_choice, check_input, check_positive_int,
-                      reduced_channels, QKV_MODES)
+from .options import (check_bool, check_choice, check_input,
+                      check_positive_int, reduced_channels, QKV_MODES)
 from .projection import QKVProjection, normal_init_
 from .recording import RecordsAttention
 from .similarity import Similarity
@@ -58,9 +58,9 @@ class QKVNonLocal2d(RecordsAttention, nn.Module):
         self.in_channels = check_positive_int('in_channels', in_channels)
         self.num_heads = check_positive_int('num_heads', num_heads)
         check_choice('qkv_mode', qkv_mode, tuple(QKV_MODES))
-        self.mask_self = bool(mask_self)
-        inter_channels = (in_channels if qkv_mode == 'identity' else
-                          reduced_channels(in_channels, reduction))
+        self.mask_self = check_bool('mask_self', mask_self)
+        reduced = reduced_channels(in_channels, reduction)  # checked always
+        inter_channels = in_channels if qkv_mode == 'identity' else reduced
         self.proj = QKVProjection(in_channels, inter_channels, inter_channels,
                                   qkv_mode, conv_cfg)
         for role, channels in (('Q/K', self.proj.qk_channels),
@@ -107,13 +107,15 @@ class QKVNonLocal2d(RecordsAttention, nn.Module):
         # [B, C', H, W] -> [B, heads, HW, C'/heads]; one view per distinct
         # tensor, so that the kernel sees shared roles as one tensor.
         q, k, v = distinct(
-            q, k, v, fn=lambda t: t.reshape(batch, self.num_heads, -1,
+            q, k, v, fn=lambda t: t.reshape(batch, self.num_heads,
+                                            t.shape[1] // self.num_heads,
                                             height * width).transpose(-1, -2))
         q, k, scale = self.similarity(q, k, dim=-1)
         y, weights = dense_attention(q, k, v, scale, self.mask_self,
                                      need_weights)
         # [B, heads, HW, Cv/heads] -> [B, Cv, H, W]
-        y = y.transpose(-1, -2).reshape(batch, -1, height, width)
+        y = y.transpose(-1, -2).reshape(batch, self.proj.v_channels, height,
+                                        width)
         return x + self.out(y), weights
 
     def extra_repr(self) -> str:

@@ -33,6 +33,14 @@ def check_positive_int(name: str, value) -> int:
     return value
 
 
+def check_bool(name: str, value) -> bool:
+    """Return ``value`` if it is a bool, else raise ValueError (a string
+    such as ``'False'`` would otherwise count as True)."""
+    if not isinstance(value, bool):
+        raise ValueError(f'{name} must be True or False, but got {value!r}')
+    return value
+
+
 def reduced_channels(in_channels: int, reduction: int) -> int:
     """``in_channels // reduction``, refusing a reduction that leaves none."""
     check_positive_int('reduction', reduction)

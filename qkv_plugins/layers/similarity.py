@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .kernels import at_least_fp32
-from .options import SIMILARITIES, check_choice
+from .options import SIMILARITIES, check_bool, check_choice
 
 # Cosine logits are s * cos(q, k) with s = exp(logit_scale), as in CLIP and
 # Swin V2: initialised at 10, never above 100.
@@ -29,6 +29,7 @@ class Similarity(nn.Module):
                  channels_per_head: int) -> None:
         super().__init__()
         self.kind = check_choice('similarity', similarity, SIMILARITIES)
+        check_bool('use_scale', use_scale)
         if similarity == 'cosine':
             self.logit_scale = nn.Parameter(
                 torch.tensor(math.log(COSINE_INIT_SCALE)))

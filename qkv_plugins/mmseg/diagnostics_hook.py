@@ -15,7 +15,7 @@ from mmseg.registry import HOOKS
 from ..analysis.attention_maps import (dense_cross, criss_cross_maps,
                                        non_local_maps)
 from ..analysis.diagnostics import asymmetry, mass_on, summarize
-from ..analysis.table import DIAGNOSTICS_FILE
+from ..workdir import DIAGNOSTICS_FILE
 from ..io import write_text_atomic
 from ..layers import QKVCrissCrossAttention
 from ..layers.recording import RecordsAttention

@@ -14,7 +14,7 @@ from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
 from ..analysis import count_flops
-from ..analysis.table import STATS_FILE
+from ..workdir import STATS_FILE
 from ..io import write_text_atomic
 from ..machine import device_name
 
@@ -84,6 +84,7 @@ class RunStatsHook(Hook):
         memory, memory_kind = peak_memory_mib()
         stats = dict(
             config=runner.cfg.filename,
+            fingerprint=runner.cfg.get('run_fingerprint'),
             experiment=runner.experiment_name,
             seed=runner.seed,
             iter=runner.iter,

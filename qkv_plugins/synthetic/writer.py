@@ -1,12 +1,16 @@
 """Write and verify the embedded dataset (mmseg's img_dir/ann_dir layout).
 
-``tools/make_dataset.py`` is the only writer. The tree is built in a
-temporary folder and renamed into place, with a manifest of SHA-256 sums that
-training checks before it starts.
+``tools/make_dataset.py`` is the only writer. It writes a marker file first,
+builds the tree in a temporary folder beside the target and renames it into
+place, with a manifest of SHA-256 sums that training checks before it starts.
+It replaces only a tree that carries its marker: a folder it did not write
+is refused, never deleted.
 """
 import hashlib
 import json
+import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Dict, Iterable, Optional
@@ -14,14 +18,19 @@ from typing import Dict, Iterable, Optional
 import numpy as np
 from PIL import Image
 
+from ..io import umask_mode
 from .tracks import IMAGE_SIZE, TRACKS
 
 DEFAULT_ROOT = 'data/qkv_synthetic'
 MANIFEST = 'manifest.json'
+# Written first into every tree the generator makes: only such a tree may
+# be replaced.
+MARKER = '.qkv_plugins_dataset'
 # Bump when a generator changes: older trees then fail verification.
 FORMAT_VERSION = 2  # 2: grouping track of disc groups
 SPLITS = {'train': 600, 'val': 150}
 MAKE_COMMAND = 'python tools/make_dataset.py'
+SUBDIRS = ('img_dir', 'ann_dir', 'obj_dir')
 
 
 class DatasetError(RuntimeError):
@@ -59,6 +68,49 @@ def write_track(root: Path, track: str, seed: int,
     return sums
 
 
+def _temp_prefix(root: Path) -> str:
+    """Prefix of the generator's temporary folders beside ``root``."""
+    return f'.{root.name}.tmp-'
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale_temps(root: Path, log=print) -> None:
+    """Remove temporary folders of killed generator runs beside ``root``
+    (named ``.<root>.tmp-<host>-<pid>-*``; only this host's dead pids)."""
+    host = socket.gethostname()
+    for tmp in root.parent.glob(_temp_prefix(root) + '*'):
+        parts = tmp.name[len(_temp_prefix(root)):].split('-')
+        if len(parts) < 3 or not parts[-2].isdigit():
+            continue
+        owner, pid = '-'.join(parts[:-2]), int(parts[-2])
+        if owner == host and not _pid_alive(pid) and (tmp / MARKER).exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+            log(f'[make_dataset] removed {tmp}, left by a killed run')
+
+
+def check_replaceable(root: Path) -> None:
+    """Raise DatasetError unless ``root`` is absent, an empty folder or a
+    tree this generator wrote (it holds :data:`MARKER`)."""
+    if not root.exists() and not root.is_symlink():
+        return
+    if root.is_dir() and not root.is_symlink():
+        if (root / MARKER).is_file() or not any(root.iterdir()):
+            return
+    raise DatasetError(
+        f'refusing to replace {root}: it was not written by '
+        f'{MAKE_COMMAND} (no {MARKER} in it) and may hold your data; '
+        'choose another --out, or move it away yourself')
+
+
 def make_dataset(root: str = DEFAULT_ROOT,
                  seed: int = 0,
                  tracks: Optional[Iterable[str]] = None,
@@ -66,8 +118,9 @@ def make_dataset(root: str = DEFAULT_ROOT,
                  log=print) -> Path:
     """Generate the dataset under ``root`` atomically; same seed → same bytes.
 
-    An existing tree at ``root`` is replaced only once the new one is
-    complete.
+    An existing tree at ``root`` is replaced only if this generator wrote it,
+    and only once the new one is complete. Raises DatasetError for any other
+    content at ``root``.
     """
     tracks = sorted(TRACKS) if tracks is None else list(tracks)
     for track in tracks:
@@ -75,10 +128,22 @@ def make_dataset(root: str = DEFAULT_ROOT,
             raise ValueError(f'unknown track {track!r}; known: '
                              f'{sorted(TRACKS)}')
     splits = dict(SPLITS if splits is None else splits)
+    for split, count in splits.items():
+        if split not in SPLITS:
+            raise ValueError(f'unknown split {split!r}; known: {list(SPLITS)}')
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f'{split} images per track must be a positive '
+                             f'int, but got {count!r}')
     root = Path(root)
+    check_replaceable(root)
     root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{root.name}.', dir=root.parent))
+    clean_stale_temps(root, log)
+    tmp = Path(tempfile.mkdtemp(
+        prefix=f'{_temp_prefix(root)}{socket.gethostname()}-{os.getpid()}-',
+        dir=root.parent))
     try:
+        (tmp / MARKER).write_text(json.dumps(
+            dict(generator='qkv_plugins.synthetic', format=FORMAT_VERSION)))
         files = {}
         for track in tracks:
             log(f'[make_dataset] {track}: {splits} images of '
@@ -88,10 +153,17 @@ def make_dataset(root: str = DEFAULT_ROOT,
                         splits=splits, image_size=IMAGE_SIZE, files=files)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1,
                                                sort_keys=True))
+        os.chmod(tmp, umask_mode(directory=True))
+        check_replaceable(root)  # again: something may have appeared since
         old = None
         if root.exists():
-            old = root.with_name(f'.{root.name}.old')
-            shutil.rmtree(old, ignore_errors=True)
+            # named as a temporary folder: a kill before the rmtree below
+            # leaves it to the next run's clean-up
+            old = Path(tempfile.mkdtemp(prefix=f'{_temp_prefix(root)}'
+                                        f'{socket.gethostname()}-'
+                                        f'{os.getpid()}-old',
+                                        dir=root.parent))
+            os.rmdir(old)
             root.rename(old)
         tmp.rename(root)
         if old is not None:
@@ -102,23 +174,44 @@ def make_dataset(root: str = DEFAULT_ROOT,
     return root
 
 
+def _read_manifest(root_path: Path, fix: str) -> dict:
+    """The manifest as a dict; DatasetError naming the file and the fix if
+    it is missing, truncated or not a manifest."""
+    manifest_path = root_path / MANIFEST
+    if not manifest_path.is_file():
+        ours = (root_path / MARKER).is_file()
+        raise DatasetError(
+            f'{"the embedded dataset at" if ours else "no embedded dataset at"}'
+            f' {str(root_path)!r} fails its manifest ({MANIFEST} missing): '
+            f'{fix}')
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f'{manifest_path} fails its manifest check: not '
+                           f'valid JSON ({error}): {fix}') from None
+    keys = ('format', 'tracks', 'files')
+    if not isinstance(manifest, dict) or any(k not in manifest for k in keys):
+        raise DatasetError(f'{manifest_path} fails its manifest check: not a '
+                           f'manifest (needs keys {list(keys)}): {fix}')
+    return manifest
+
+
 def verify_dataset(root: str,
                    track: str,
                    split: Optional[str] = None,
                    full: bool = True) -> dict:
     """Check that ``root`` holds ``track`` as its manifest says.
 
-    Checks that every file of the track (of one ``split``, if given) exists
-    and, with ``full``, its SHA-256. Raises DatasetError naming the command that makes the data.
+    Checks that every file of the track (of one ``split``, if given) exists,
+    that its folders hold no file the manifest does not list and, with
+    ``full``, every SHA-256. Raises DatasetError naming the command that
+    makes the data.
     """
     root_path = Path(root)
     fix = (f'run `{MAKE_COMMAND} --out {root}` (or `make data`) to '
            'generate it')
+    manifest = _read_manifest(root_path, fix)
     manifest_path = root_path / MANIFEST
-    if not manifest_path.is_file():
-        raise DatasetError(f'no embedded dataset at {root!r} '
-                           f'({MANIFEST} missing): {fix}')
-    manifest = json.loads(manifest_path.read_text())
     if manifest.get('format') != FORMAT_VERSION:
         raise DatasetError(f'{manifest_path} has format '
                            f'{manifest.get("format")!r}, expected '
@@ -127,13 +220,25 @@ def verify_dataset(root: str,
         raise DatasetError(f'track {track!r} is not in {manifest_path} (it '
                            f'holds {manifest["tracks"]}): {fix}')
     # relative paths: <track>/<img_dir|ann_dir|obj_dir>/<split>/<name>.png
+    listed = set()
     for rel, digest in manifest['files'].items():
         parts = rel.split('/')
         if parts[0] != track or (split is not None and parts[2] != split):
             continue
+        listed.add(rel)
         path = root_path / rel
         if not path.is_file():
             raise DatasetError(f'{path} is missing: {fix}')
         if full and _sha256(path) != digest:
             raise DatasetError(f'{path} does not match {MANIFEST}: {fix}')
+    splits = [split] if split is not None else list(SPLITS)
+    extra = sorted(
+        str(path.relative_to(root_path)) for sub in SUBDIRS for s in splits
+        for path in (root_path / track / sub / s).glob('*')
+        if str(path.relative_to(root_path)) not in listed)
+    if extra:
+        raise DatasetError(
+            f'{len(extra)} file(s) under {root_path / track} are not in '
+            f'{manifest_path} and would be read as data, e.g. {extra[:3]}: '
+            f'remove them, or {fix}')
     return manifest

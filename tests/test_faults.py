@@ -1,0 +1,382 @@
+"""One test per defect found by trying every tool as a careful user would
+(bad files, kills, concurrency, malicious checkpoints): README, "What we
+tried". Each failed before its fix."""
+import argparse
+import functools
+import http.server
+import json
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from qkv_plugins import QKVCrissCrossAttention, QKVNonLocal2d
+from qkv_plugins.synthetic import DatasetError, make_dataset, verify_dataset
+
+from .helpers import CONFIGS, build_segmentor
+
+SMALL = {'train': 2, 'val': 1}
+MANIFEST = 'manifest.json'
+CONFIG = (CONFIGS / 'qkv_study' /
+          'nonlocal-separate_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128.py')
+
+
+def _quiet(*_):
+    pass
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, '-c', 'pass'])
+    proc.wait()
+    return proc.pid
+
+
+# 1. make_dataset --out DIR deleted whatever DIR held.
+
+
+def test_generator_refuses_a_folder_it_did_not_write(tmp_path):
+    data = tmp_path / 'data'
+    kept = data / 'cityscapes' / 'leftImg8bit' / 'a.png'
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b'precious')
+    with pytest.raises(DatasetError, match=f'refusing to replace {data}'):
+        make_dataset(data, splits=SMALL, log=_quiet)
+    assert kept.read_bytes() == b'precious'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['data']
+
+
+def test_generator_replaces_its_own_tree_and_cleans_killed_temps(tmp_path):
+    from qkv_plugins.synthetic.writer import MARKER
+    root = make_dataset(tmp_path / 'syn', splits=SMALL, log=_quiet)
+    assert (root / MARKER).is_file()
+    stale = tmp_path / f'.syn.tmp-{socket.gethostname()}-{_dead_pid()}-x1'
+    stale.mkdir()
+    (stale / MARKER).write_text('{}')
+    live = tmp_path / f'.syn.tmp-{socket.gethostname()}-{os.getpid()}-x2'
+    live.mkdir()
+    (live / MARKER).write_text('{}')
+    make_dataset(root, seed=1, splits=SMALL, log=_quiet)
+    assert json.loads((root / MANIFEST).read_text())['seed'] == 1
+    assert not stale.exists() and live.exists()  # a running one is kept
+
+
+# 2. A checkpoint given as http(s):// ran arbitrary code.
+
+
+class _Gadget:
+    """Unpickling it creates a file: what an attacker's checkpoint does."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """A loopback HTTP server over tmp_path/www; yields its base URL."""
+    www = tmp_path / 'www'
+    www.mkdir()
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=str(www))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield www, f'http://127.0.0.1:{server.server_address[1]}'
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize('scheme', ['http', 'open-mmlab', 'torchvision'])
+def test_no_checkpoint_scheme_runs_code(served, tmp_path, monkeypatch,
+                                        scheme):
+    from mmengine.runner import checkpoint as mmengine_checkpoint
+    www, base = served
+    evidence = tmp_path / 'pwned'
+    torch.save({'state_dict': {}, 'x': _Gadget(str(evidence))},
+               www / 'evil.pth')
+    url = f'{base}/evil.pth'
+    models = {'evil': url}
+    monkeypatch.setattr(mmengine_checkpoint, 'get_external_models',
+                        lambda: models)
+    monkeypatch.setattr(mmengine_checkpoint, 'get_torchvision_models',
+                        lambda: models)
+    name = {'http': url, 'open-mmlab': 'open-mmlab://evil',
+            'torchvision': 'torchvision://evil'}[scheme]
+    with pytest.raises(pickle.UnpicklingError):
+        mmengine_checkpoint._load_checkpoint(name, map_location='cpu')
+    assert not evidence.exists()
+
+
+def test_mmengine_checkpoint_over_http_still_loads(served):
+    from mmengine.logging import HistoryBuffer
+    from mmengine.runner.checkpoint import _load_checkpoint
+    www, base = served
+    torch.save({'state_dict': {'w': torch.ones(2)},
+                'message_hub': {'log': HistoryBuffer([1.0], [1])}},
+               www / 'good.pth')
+    loaded = _load_checkpoint(f'{base}/good.pth', map_location='cpu')
+    assert torch.equal(loaded['state_dict']['w'], torch.ones(2))
+
+
+# 3. --resume on a finished run erased its results; 4. two trainings on one
+# work dir both went on.
+
+
+def _complete_stats(work_dir: Path, options: dict, **changes) -> Path:
+    from qkv_plugins.training import load_config
+    cfg = load_config(str(CONFIG), options, str(work_dir))
+    stats = dict(complete=True, iter=cfg.train_cfg.max_iters,
+                 max_iters=cfg.train_cfg.max_iters,
+                 fingerprint=cfg.run_fingerprint, metrics={'mIoU': 42.0})
+    stats.update(changes)
+    path = work_dir / 'run_stats.json'
+    work_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stats))
+    return path
+
+
+def test_resume_leaves_a_complete_run_as_it_is(tmp_path):
+    from qkv_plugins.training import train
+    work = tmp_path / 'run'
+    path = _complete_stats(work, {})
+    before = path.read_text()
+    said = []
+    assert train(str(CONFIG), work_dir=str(work), resume=True,
+                 log=said.append) is False
+    assert path.read_text() == before
+    assert 'nothing to do' in said[0]
+
+
+def test_resume_past_the_requested_length_is_refused(tmp_path):
+    from qkv_plugins.training import train
+    from qkv_plugins.workdir import WorkDirConflict
+    work = tmp_path / 'run'
+    _complete_stats(work, {}, fingerprint='another', iter=10**6)
+    with pytest.raises(WorkDirConflict, match='past the requested 1500'):
+        train(str(CONFIG), work_dir=str(work), resume=True)
+
+
+def test_second_run_on_a_work_dir_refuses_naming_the_holder(tmp_path):
+    from qkv_plugins.training import train
+    from qkv_plugins.workdir import LOCK_FILE, WorkDirBusy, locked
+    work = tmp_path / 'run'
+    with locked(work):
+        with pytest.raises(WorkDirBusy, match=f'pid {os.getpid()}'):
+            train(str(CONFIG), work_dir=str(work))
+    assert not (work / LOCK_FILE).exists()
+    # a lock whose process is gone (same host) is stale and taken over
+    (work / LOCK_FILE).write_text(json.dumps(
+        dict(host=socket.gethostname(), pid=_dead_pid(), started=0)))
+    with locked(work):
+        pass
+    # another host's lock is never taken over
+    (work / LOCK_FILE).write_text(json.dumps(
+        dict(host='elsewhere', pid=1, started=0)))
+    with pytest.raises(WorkDirBusy, match="host 'elsewhere'"):
+        with locked(work):
+            pass
+
+
+# 5. mask_self held an N×N matrix in training.
+
+
+@pytest.mark.parametrize('training', [True, False])
+def test_masked_fast_path_holds_no_n_by_n_matrix(training):
+    from qkv_plugins.analysis.memory import (cpu_memory_supported,
+                                             extra_peak_mib)
+    if not cpu_memory_supported():
+        pytest.skip('needs /proc/self/clear_refs')
+    layer = QKVNonLocal2d(16, mask_self=True)
+    x = torch.randn(1, 16, 96, 96, requires_grad=training)
+    n_by_n_mib = (96 * 96)**2 * 4 / 2**20  # 324 MiB in fp32
+
+    def step():
+        if training:
+            layer(x).sum().backward()
+        else:
+            with torch.no_grad():
+                layer(x)
+
+    step()  # warm-up
+    assert extra_peak_mib(step, torch.device('cpu')) < n_by_n_mib / 4
+
+
+# 6. A truncated manifest gave a bare JSONDecodeError; files outside the
+# manifest were trained on.
+
+
+def test_broken_manifest_is_named_and_regenerated(tmp_path, capsys):
+    from qkv_plugins.demo import ensure_data
+    root = make_dataset(tmp_path / 'syn', splits=SMALL, log=_quiet)
+    (root / MANIFEST).write_text('{"format": 2, "files": {')
+    with pytest.raises(DatasetError,
+                       match=f'{root / MANIFEST} fails its manifest.*'
+                       'tools/make_dataset.py'):
+        verify_dataset(str(root), 'cyclic')
+    ensure_data(str(root))  # make demo's step: regenerates our broken tree
+    assert 'generating it now' in capsys.readouterr().out
+    verify_dataset(str(root), 'cyclic')
+
+
+def test_files_outside_the_manifest_are_refused(tmp_path):
+    root = make_dataset(tmp_path / 'syn', splits=SMALL, log=_quiet)
+    extra = root / 'cyclic' / 'img_dir' / 'train' / 'stray.png'
+    extra.write_bytes(b'not listed')
+    with pytest.raises(DatasetError, match='not in .*stray.png'):
+        verify_dataset(str(root), 'cyclic', 'train')
+
+
+# 7. One corrupt run file stopped the table and the sweep.
+
+
+def test_table_and_sweep_name_corrupt_files_and_go_on(tmp_path):
+    from qkv_plugins.analysis.table import collect
+    from qkv_plugins.study import plan
+    root = tmp_path / 'study'
+    config = 'nonlocal-separate_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128'
+    good = dict(complete=True, iter=1, max_iters=1, metrics={'mIoU': 50.0})
+    for seed, text in ((0, json.dumps(good)), (1, '{"complete": tr'),
+                       (2, json.dumps(good))):
+        (root / config / f'seed{seed}').mkdir(parents=True)
+        (root / config / f'seed{seed}' / 'run_stats.json').write_text(text)
+    (root / config / 'seed2' / 'attention_diagnostics.json').write_text('[')
+    (root / config / 'seed0.bak').mkdir()
+    (root / config / 'seed0.bak' / 'run_stats.json').write_text('{}')
+    (root / 'sweep.json').write_text('{"runs": [')
+    variants, problems = collect(str(root))
+    assert variants[0].mious == [50.0, 50.0]
+    text = '\n'.join(problems)
+    assert f'{root / "sweep.json"}: unreadable sweep plan' in text
+    assert f'{root / config / "seed1" / "run_stats.json"}: unreadable' in text
+    assert 'attention_diagnostics.json: unreadable' in text
+    assert f'ignored {root / config / "seed0.bak"}' in text
+    runs = plan([str(CONFIG)], [1], str(root))
+    state, why = runs[0].state()
+    assert state == 'corrupt' and 'run_stats.json: unreadable' in why
+
+
+# 8. tools/test.py evaluated random weights from an unrelated checkpoint.
+
+
+def test_checkpoint_that_does_not_fit_is_refused(tmp_path):
+    from qkv_plugins.training import CheckpointMismatch, check_checkpoint_fits
+    model = build_segmentor(str(CONFIG))
+    path = tmp_path / 'unrelated.pth'
+    torch.save({'state_dict': {'fc.weight': torch.zeros(3, 3)}}, path)
+    with pytest.raises(CheckpointMismatch,
+                       match=r'missing keys.*unexpected keys.*fc\.weight.*'
+                       '--allow-partial'):
+        check_checkpoint_fits(model, str(path))
+    torch.save({'state_dict': model.state_dict()}, path)
+    check_checkpoint_fits(model, str(path))
+
+
+# 9. The small ones.
+
+
+@pytest.mark.parametrize('jobs', [0, -1])
+def test_sweep_refuses_jobs_below_one(tmp_path, jobs):
+    from qkv_plugins.cli import at_least
+    from qkv_plugins.study import sweep
+    with pytest.raises(ValueError, match=f'jobs must be a positive int, but '
+                       f'got {jobs}'):
+        sweep([], str(tmp_path), jobs=jobs, log=_quiet)
+    with pytest.raises(argparse.ArgumentTypeError, match='is below 1'):
+        at_least(1)(str(jobs))
+
+
+def test_complete_run_of_another_length_is_not_skipped(tmp_path):
+    from qkv_plugins.study import plan
+    run = plan([str(CONFIG)], [0], str(tmp_path))[0]
+    options = ['train_cfg.max_iters=3000']
+    _complete_stats(run.work_dir, {'randomness.seed': 0})  # 1500 iterations
+    assert run.state()[0] == 'complete'
+    assert run.state(options)[0] == 'other'  # resumed to 3000, not skipped
+
+
+@pytest.mark.parametrize('count', [0, -3])
+def test_generator_refuses_empty_splits(tmp_path, count):
+    with pytest.raises(ValueError, match=f'train images per track must be a '
+                       f'positive int, but got {count}'):
+        make_dataset(tmp_path / 'syn', splits={'train': count, 'val': 1},
+                     log=_quiet)
+    assert not (tmp_path / 'syn').exists()
+
+
+@pytest.mark.parametrize('layer', [QKVNonLocal2d, QKVCrissCrossAttention])
+@pytest.mark.parametrize('option,value', [('mask_self', 'False'),
+                                          ('use_scale', 'no'),
+                                          ('mask_self', 1)])
+def test_flags_must_be_bools(layer, option, value):
+    with pytest.raises(ValueError,
+                       match=f'{option} must be True or False, but got '
+                       f'{value!r}'):
+        layer(16, **{option: value})
+
+
+@pytest.mark.parametrize('layer', [QKVNonLocal2d, QKVCrissCrossAttention])
+@pytest.mark.parametrize('reduction', [0, 17, 'two'])
+def test_reduction_is_checked_in_identity_mode(layer, reduction):
+    with pytest.raises(ValueError, match='reduction'):
+        layer(16, qkv_mode='identity', reduction=reduction)
+
+
+@pytest.mark.parametrize('layer', [QKVNonLocal2d, QKVCrissCrossAttention])
+@pytest.mark.parametrize('mask_self', [False, True])
+@pytest.mark.parametrize('need_weights', [False, True])
+def test_empty_batch(layer, mask_self, need_weights):
+    module = layer(16, mask_self=mask_self)
+    x = torch.randn(0, 16, 5, 6, requires_grad=True)
+    out, _ = module.forward_with_weights(x, need_weights=need_weights)
+    assert out.shape == x.shape
+    out.sum().backward()
+    assert x.grad.shape == x.shape
+
+
+def test_outputs_follow_the_umask(tmp_path):
+    from qkv_plugins.io import write_text_atomic
+    old = os.umask(0o022)
+    try:
+        write_text_atomic(tmp_path / 'table.md', 'x')
+        root = make_dataset(tmp_path / 'syn', splits=SMALL, log=_quiet)
+    finally:
+        os.umask(old)
+    assert (tmp_path / 'table.md').stat().st_mode & 0o777 == 0o644
+    assert root.stat().st_mode & 0o777 == 0o755
+    assert (root / MANIFEST).stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize('text,expected', [
+    ('a/cfg.py:work/iter_4.pth', ('a/cfg.py', 'work/iter_4.pth')),
+    ('cfg.py:https://host/x.pth', ('cfg.py', 'https://host/x.pth')),
+])
+def test_model_spec_splits_after_the_config(text, expected):
+    from qkv_plugins.cli import config_and_checkpoint
+    assert config_and_checkpoint(text) == expected
+
+
+def test_model_spec_without_colon_names_the_format():
+    from qkv_plugins.cli import config_and_checkpoint
+    with pytest.raises(argparse.ArgumentTypeError,
+                       match='is not CONFIG.py:CHECKPOINT'):
+        config_and_checkpoint('cfg.py')
+
+
+def test_resume_with_a_dangling_last_checkpoint_starts_afresh(tmp_path):
+    from qkv_plugins.training import build_runner
+    work = tmp_path / 'run'
+    work.mkdir()
+    (work / 'last_checkpoint').write_text(str(work / 'iter_9.pth'))
+    runner = build_runner(str(CONFIG), work_dir=str(work), resume=True,
+                          cfg_options={'model.backbone.init_cfg': None})
+    assert runner._resume is False and runner._load_from is None
