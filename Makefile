@@ -30,7 +30,7 @@ test: $(PKG_STAMP)
 	$(PY) -m pytest tests
 
 demo: $(PKG_STAMP)
-	$(PY) -m qkv_plugins.demo $(DEMO_ARGS)
+	$(PY) -m qkv_plugins.study.demo --configs configs/qkv_study $(DEMO_ARGS)
 
 # The embedded dataset alone (make demo generates it when needed).
 data: $(PKG_STAMP)

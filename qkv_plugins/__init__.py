@@ -8,7 +8,8 @@ http and open-mmlab included, loads with ``weights_only=True``).
 from importlib.util import find_spec
 
 from . import compat
-from .layers import (QKV_MODES, SIMILARITIES, QKVCrissCrossAttention,
+from .layers import (QKV_MODES, SIMILARITIES, QKVContextBlock,
+                     QKVCrissCrossAttention, QKVDisentangledNonLocal2d,
                      QKVNonLocal2d, from_mmcv, record_attention)
 
 __version__ = '0.1.0'
@@ -20,6 +21,7 @@ if find_spec('mmseg') is not None:
     from . import mmseg  # noqa: F401  (registers AttentionHead)
 
 __all__ = [
-    'QKVNonLocal2d', 'QKVCrissCrossAttention', 'from_mmcv', 'record_attention',
+    'QKVNonLocal2d', 'QKVCrissCrossAttention', 'QKVDisentangledNonLocal2d',
+    'QKVContextBlock', 'from_mmcv', 'record_attention',
     'QKV_MODES', 'SIMILARITIES', '__version__'
 ]

@@ -1,5 +1,5 @@
-"""Atomic file writing: a file is either complete or absent, and gets the
-permissions of any other file the user creates (umask applied)."""
+"""Output: atomic file writing (a file is either complete or absent, with
+the permissions of any other file the user creates) and table cells."""
 import os
 import tempfile
 from contextlib import contextmanager
@@ -37,3 +37,8 @@ def write_text_atomic(path: Union[str, Path], text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def cell(value, spec: str = '.1f', error: str = '') -> str:
+    """``error`` if any, ``-`` for a missing value, else ``value`` formatted."""
+    return error or ('-' if value is None else format(value, spec))

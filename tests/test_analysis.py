@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 
 from qkv_plugins import QKVCrissCrossAttention, QKVNonLocal2d
-from qkv_plugins.analysis import count_flops
-from qkv_plugins.analysis.table import collect, to_csv, to_markdown
-from qkv_plugins.study import plan, sweep
+from qkv_plugins.bench import count_flops
+from qkv_plugins.study.table import collect, to_csv, to_markdown
+from qkv_plugins.study.sweep import plan, sweep
 
 
 class _SDPA(torch.nn.Module):

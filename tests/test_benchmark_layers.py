@@ -6,13 +6,13 @@ import csv
 import pytest
 import torch
 
-from qkv_plugins.analysis.benchmark import Case, run_cases
-from qkv_plugins.analysis.benchmark_report import (end_to_end_from_args,
+from qkv_plugins.bench.layers import Case, run_cases
+from qkv_plugins.bench.report import (end_to_end_from_args,
                                                    to_markdown)
-from qkv_plugins.analysis.end_to_end import HEADS
-from qkv_plugins.analysis.timing import interleaved_ms
+from qkv_plugins.bench.end_to_end import HEADS
+from qkv_plugins.bench.timing import interleaved_ms
 
-from .helpers import run_tool
+from .helpers import CONFIGS, run_tool
 
 
 def test_interleaved_ms_runs_steps_in_turns_reversing_each_turn():
@@ -25,8 +25,8 @@ def test_interleaved_ms_runs_steps_in_turns_reversing_each_turn():
 
 
 @pytest.mark.parametrize('layer,reference', [
-    ('non_local', 'mmcv NonLocal2d embedded_gaussian'),
-    ('criss_cross', 'mmcv CCA x2')])
+    ('nonlocal', 'mmcv NonLocal2d embedded_gaussian'),
+    ('ccnet', 'mmcv CCA x2')])
 def test_run_cases_measures_ours_and_the_reference(layer, reference):
     cases = [Case(layer, 'separate', 'dot', False, 4, 5, 16, 2),
              Case(layer, 'shared', 'cosine', True, 3, 3, 16, 1)]
@@ -38,8 +38,8 @@ def test_run_cases_measures_ours_and_the_reference(layer, reference):
     for r in results:
         assert r.time_ms > 0 and r.extra_mib is not None and not r.error, r
     table = to_markdown(results, 'title', 'cmd')
-    assert sum(line.startswith('| non_local') or line.startswith(
-        '| criss_cross') for line in table.splitlines()) == len(cases)
+    assert sum(line.startswith(f'| {layer} |')
+               for line in table.splitlines()) == len(cases)
 
 
 def _shrink(cfg):
@@ -56,7 +56,7 @@ def test_end_to_end_writes_one_row_per_head_and_phase(tmp_path):
     args = argparse.Namespace(
         end_to_end=True, device='cpu', dtype=None, e2e_size='32x64',
         e2e_batch=None, e2e_infer=infer, repeats=1, warmup=0,
-        out_dir=str(tmp_path))
+        out_dir=str(tmp_path), config_root=str(CONFIGS))
     out = end_to_end_from_args(args, overrides=_shrink)
     rows = list(csv.DictReader(out.with_suffix('.csv').open()))
     phases = ['train', 'infer'] if infer else ['train']

@@ -5,7 +5,9 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
-from qkv_plugins import QKVCrissCrossAttention, QKVNonLocal2d
+from qkv_plugins import QKVNonLocal2d
+from qkv_plugins.layers import entry_for, entry_named
+from qkv_plugins.study.table import BASELINE, describe_config
 from qkv_plugins.compat import sync_bn_to_bn
 
 from .helpers import CONFIGS, build_segmentor, run_tool
@@ -18,8 +20,25 @@ def test_config_inventory():
     names = {p.parent.name for p in ALL}
     assert {'qkv_study', 'qkv_cityscapes', 'qkv_ade20k', 'qkv_mmdet',
             'qkv_attention'} <= names
-    # embedded study: 2 tracks x (FCN + 2 layers x 5 modes + control)
-    assert len(list((CONFIGS / 'qkv_study').glob('*.py'))) == 2 * 12
+    # embedded study: every head on both tracks, each a catalog layer or
+    # the baseline (describe_config raises for an unknown layer)
+    heads = {}
+    for path in (CONFIGS / 'qkv_study').glob('*.py'):
+        track, algo, variant = describe_config(path.stem)
+        heads.setdefault(track, set()).add((algo, variant))
+    assert sorted(heads) == ['cyclic', 'grouping']
+    assert heads['cyclic'] == heads['grouping']
+    assert {algo for algo, _ in heads['cyclic']} == {
+        BASELINE, 'nonlocal', 'ccnet', 'dnl', 'gcnet'}
+
+
+def _name_and_mode(stem: str):
+    """('nonlocal', 'shared') from 'qkv-nonlocal-shared_r50-d8_...' or
+    'nonlocal-shared_tinyr18s2_...'; the mode is None for 'qkv-gcnet_...'."""
+    head = stem.split('_r50')[0].split('_tinyr18')[0]
+    head = head[len('qkv-'):] if head.startswith('qkv-') else head
+    name, _, mode = head.partition('-')
+    return name, mode.replace('-r1', '') or None
 
 
 @pytest.mark.parametrize('path', SEG, ids=lambda p: p.stem)
@@ -29,12 +48,10 @@ def test_segmentation_config_builds(path):
     if path.stem.startswith('fcn_'):
         assert type(head).__name__ == 'FCNHead'
     elif 'qkvnl' not in path.stem:
-        layer = head.attention
-        assert isinstance(layer, (QKVNonLocal2d, QKVCrissCrossAttention))
-        mode = path.stem.split('_r50')[0].split('_tinyr18')[0]
-        mode = mode.split('-', 2)[-1] if mode.startswith('qkv-') else \
-            mode.split('-', 1)[1]
-        assert layer.proj.qkv_mode == mode.replace('-r1', '')
+        name, mode = _name_and_mode(path.stem)
+        assert entry_for(head.attention) is entry_named(name)
+        if mode is not None:
+            assert head.attention.proj.qkv_mode == mode
 
 
 def test_mask_rcnn_config_runs_a_forward():
@@ -116,6 +133,10 @@ def _shrink(cfg, data_root, scale, crop, reduce_zero_label):
      _cityscapes_tree, (128, 64), False),
     ('qkv_ade20k/qkv-ccnet-shared_qk_r50-d8_4xb4-80k_ade20k-512x512',
      _ade20k_tree, (96, 96), True),
+    ('qkv_cityscapes/qkv-dnl-shared_r50-d8_4xb2-40k_cityscapes-512x1024',
+     _cityscapes_tree, (128, 64), False),
+    ('qkv_ade20k/qkv-gcnet_r50-d8_4xb4-80k_ade20k-512x512', _ade20k_tree,
+     (96, 96), True),
 ])
 def test_stock_dataset_config_trains_two_iterations(name, make_tree, scale,
                                                     reduce_zero_label,

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from qkv_plugins.analysis.diagnostics import (asymmetry, mass_on,
+from qkv_plugins.stats.diagnostics import (asymmetry, mass_on,
                                               normalized_entropy,
                                               query_independence,
                                               scaled_self_affinity,
@@ -70,7 +70,7 @@ def test_entropy_of_single_key_is_zero():
 
 
 def test_criss_cross_maps_drop_the_structural_zero():
-    from qkv_plugins.analysis.attention_maps import criss_cross_maps
+    from qkv_plugins.layers.criss_cross import criss_cross_maps
     from qkv_plugins import QKVCrissCrossAttention
     torch.manual_seed(0)
     layer = QKVCrissCrossAttention(16, qkv_mode='shared', mask_self=False)
@@ -132,7 +132,7 @@ def test_visualizer_writes_png_of_expected_size(tiny_data, tmp_path):
 def test_source_mass_on_a_hand_made_map(cyclic, expected):
     import numpy as np
 
-    from qkv_plugins import QKVNonLocal2d
+    from qkv_plugins.layers import entry_named
     from qkv_plugins.mmseg.diagnostics_hook import _source_mass
     obj = np.zeros((16, 16), np.uint8)  # 4 x 4 cells of 4 px
     for k, cell in ((1, 0), (2, 1), (3, 2)):
@@ -143,5 +143,5 @@ def test_source_mass_on_a_hand_made_map(cyclic, expected):
     for query, key in pairs:
         weights[0, 0, query] = 0
         weights[0, 0, query, key] = 1
-    got = _source_mass(weights, QKVNonLocal2d(8), [obj])
+    got = _source_mass(weights, entry_named('nonlocal'), [obj])
     assert got == pytest.approx(expected)

@@ -10,7 +10,8 @@ layer_kinds = pytest.mark.parametrize('kind', sorted(LAYERS))
 @layer_kinds
 @pytest.mark.parametrize('option,value,message', [
     ('qkv_mode', 'shard', "qkv_mode must be one of 'separate', 'shared_qk', "
-     "'shared', 'identity_qk', 'identity', but got 'shard'"),
+     "'shared', 'identity_qk', 'identity', 'query_independent', but got "
+     "'shard'"),
     ('similarity', 'l2', "similarity must be one of 'dot', 'cosine', but got "
      "'l2'"),
     ('reduction', 64, 'reduction=64 leaves 16 // 64 = 0 projected channels'),
@@ -23,6 +24,13 @@ def test_bad_option(kind, option, value, message):
 
 
 @layer_kinds
+def test_cosine_is_refused_where_it_has_nothing_to_act_on(kind):
+    with pytest.raises(ValueError, match="similarity='cosine' has nothing to "
+                       "act on with qkv_mode='query_independent'"):
+        LAYERS[kind](16, qkv_mode='query_independent', similarity='cosine')
+
+
+@layer_kinds
 def test_misspelled_option_is_not_swallowed(kind):
     with pytest.raises(TypeError, match='qkv_mod'):
         LAYERS[kind](16, qkv_mod='shared')
@@ -32,7 +40,7 @@ def test_misspelled_option_is_not_swallowed(kind):
                                                     ('identity', 16, 'Q/K')])
 def test_num_heads_must_divide(qkv_mode, channels, role):
     with pytest.raises(ValueError) as info:
-        LAYERS['non_local'](16, qkv_mode=qkv_mode, num_heads=3)
+        LAYERS['nonlocal'](16, qkv_mode=qkv_mode, num_heads=3)
     assert (f'num_heads=3 must divide the {role} channel count {channels}'
             in str(info.value))
 
@@ -58,4 +66,4 @@ def test_reduction_is_checked_in_every_mode(qkv_mode):
     # identity builds no projection to in_channels // reduction, but a bad
     # reduction is still a mistake in the config: said at once.
     with pytest.raises(ValueError, match='reduction=8 leaves 4 // 8 = 0'):
-        LAYERS['criss_cross'](4, qkv_mode=qkv_mode)
+        LAYERS['ccnet'](4, qkv_mode=qkv_mode)

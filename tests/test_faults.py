@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from qkv_plugins import QKVCrissCrossAttention, QKVNonLocal2d
-from qkv_plugins.synthetic import DatasetError, make_dataset, verify_dataset
+from qkv_plugins.study.synthetic import DatasetError, make_dataset, verify_dataset
 
 from .helpers import CONFIGS, build_segmentor
 
@@ -52,7 +52,7 @@ def test_generator_refuses_a_folder_it_did_not_write(tmp_path):
 
 
 def test_generator_replaces_its_own_tree_and_cleans_killed_temps(tmp_path):
-    from qkv_plugins.synthetic.writer import MARKER
+    from qkv_plugins.study.synthetic.writer import MARKER
     root = make_dataset(tmp_path / 'syn', splits=SMALL, log=_quiet)
     assert (root / MARKER).is_file()
     stale = tmp_path / f'.syn.tmp-{socket.gethostname()}-{_dead_pid()}-x1'
@@ -192,7 +192,7 @@ def test_second_run_on_a_work_dir_refuses_naming_the_holder(tmp_path):
 
 @pytest.mark.parametrize('training', [True, False])
 def test_masked_fast_path_holds_no_n_by_n_matrix(training):
-    from qkv_plugins.analysis.memory import (cpu_memory_supported,
+    from qkv_plugins.bench.memory import (cpu_memory_supported,
                                              extra_peak_mib)
     if not cpu_memory_supported():
         pytest.skip('needs /proc/self/clear_refs')
@@ -216,7 +216,7 @@ def test_masked_fast_path_holds_no_n_by_n_matrix(training):
 
 
 def test_broken_manifest_is_named_and_regenerated(tmp_path, capsys):
-    from qkv_plugins.demo import ensure_data
+    from qkv_plugins.study.demo import ensure_data
     root = make_dataset(tmp_path / 'syn', splits=SMALL, log=_quiet)
     (root / MANIFEST).write_text('{"format": 2, "files": {')
     with pytest.raises(DatasetError,
@@ -240,8 +240,8 @@ def test_files_outside_the_manifest_are_refused(tmp_path):
 
 
 def test_table_and_sweep_name_corrupt_files_and_go_on(tmp_path):
-    from qkv_plugins.analysis.table import collect
-    from qkv_plugins.study import plan
+    from qkv_plugins.study.table import collect
+    from qkv_plugins.study.sweep import plan
     root = tmp_path / 'study'
     config = 'nonlocal-separate_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128'
     good = dict(complete=True, iter=1, max_iters=1, metrics={'mIoU': 50.0})
@@ -287,7 +287,7 @@ def test_checkpoint_that_does_not_fit_is_refused(tmp_path):
 @pytest.mark.parametrize('jobs', [0, -1])
 def test_sweep_refuses_jobs_below_one(tmp_path, jobs):
     from qkv_plugins.cli import at_least
-    from qkv_plugins.study import sweep
+    from qkv_plugins.study.sweep import sweep
     with pytest.raises(ValueError, match=f'jobs must be a positive int, but '
                        f'got {jobs}'):
         sweep([], str(tmp_path), jobs=jobs, log=_quiet)
@@ -296,7 +296,7 @@ def test_sweep_refuses_jobs_below_one(tmp_path, jobs):
 
 
 def test_complete_run_of_another_length_is_not_skipped(tmp_path):
-    from qkv_plugins.study import plan
+    from qkv_plugins.study.sweep import plan
     run = plan([str(CONFIG)], [0], str(tmp_path))[0]
     options = ['train_cfg.max_iters=3000']
     _complete_stats(run.work_dir, {'randomness.seed': 0})  # 1500 iterations

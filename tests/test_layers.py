@@ -4,18 +4,22 @@ import torch
 
 from qkv_plugins import QKV_MODES, SIMILARITIES, record_attention
 from qkv_plugins.layers.kernels import dense_attention
+from qkv_plugins.layers.options import REFUSED_SIMILARITIES
 
 from .conftest import LAYERS, build_layer
 
 layer_kinds = pytest.mark.parametrize('kind', sorted(LAYERS))
 modes = pytest.mark.parametrize('qkv_mode', sorted(QKV_MODES))
-similarities = pytest.mark.parametrize('similarity', SIMILARITIES)
+# every (mode, similarity) pair a layer accepts; refusals: test_errors.py
+mode_similarities = pytest.mark.parametrize(
+    'qkv_mode,similarity',
+    [(m, s) for m in sorted(QKV_MODES) for s in SIMILARITIES
+     if (m, s) not in REFUSED_SIMILARITIES])
 mask_selfs = pytest.mark.parametrize('mask_self', [False, True])
 
 
 @layer_kinds
-@modes
-@similarities
+@mode_similarities
 @mask_selfs
 def test_explicit_path_equals_forward(kind, qkv_mode, similarity, mask_self):
     layer = build_layer(kind, qkv_mode=qkv_mode, similarity=similarity,
@@ -31,8 +35,7 @@ def test_explicit_path_equals_forward(kind, qkv_mode, similarity, mask_self):
 
 
 @layer_kinds
-@modes
-@similarities
+@mode_similarities
 @mask_selfs
 def test_gradients_reach_every_parameter(kind, qkv_mode, similarity,
                                          mask_self):
@@ -57,13 +60,12 @@ def test_starts_as_identity_with_gradient_at_the_zero_factor(kind, qkv_mode):
     out = layer(x)
     torch.testing.assert_close(out, x)
     out.square().sum().backward()
-    zero = layer.out.conv.weight if kind == 'non_local' else layer.gamma
+    zero = layer.out.conv.weight if kind == 'nonlocal' else layer.gamma
     assert zero.grad.abs().sum() > 0
 
 
 @layer_kinds
-@modes
-@similarities
+@mode_similarities
 @mask_selfs
 @pytest.mark.parametrize('size', [(1, 1), (1, 6), (6, 1)])
 def test_degenerate_maps_stay_finite(kind, qkv_mode, similarity, mask_self,
@@ -78,8 +80,7 @@ def test_degenerate_maps_stay_finite(kind, qkv_mode, similarity, mask_self,
 
 
 @layer_kinds
-@modes
-@similarities
+@mode_similarities
 @mask_selfs
 @pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
 def test_autocast_with_large_activations_stays_finite(kind, qkv_mode,
@@ -95,11 +96,11 @@ def test_autocast_with_large_activations_stays_finite(kind, qkv_mode,
 
 
 def test_mask_self_gives_zero_weight_to_own_position():
-    layer = build_layer('non_local', qkv_mode='shared', mask_self=True)
+    layer = build_layer('nonlocal', qkv_mode='shared', mask_self=True)
     _, weights = layer.forward_with_weights(torch.randn(1, 16, 3, 4))
     assert weights.diagonal(dim1=-2, dim2=-1).abs().max() == 0
 
-    cca = build_layer('criss_cross', qkv_mode='shared', mask_self=True)
+    cca = build_layer('ccnet', qkv_mode='shared', mask_self=True)
     _, hops = cca.forward_with_weights(torch.randn(1, 16, 3, 4))
     h = 3  # rows of the 3 x 4 map
     for hop in hops:
@@ -110,7 +111,7 @@ def test_mask_self_gives_zero_weight_to_own_position():
 
 def test_shared_qk_attends_mostly_to_itself_without_mask():
     """Q = K makes the own key score highest under cosine similarity."""
-    layer = build_layer('non_local', qkv_mode='shared_qk',
+    layer = build_layer('nonlocal', qkv_mode='shared_qk',
                         similarity='cosine')
     _, weights = layer.forward_with_weights(torch.randn(1, 16, 4, 4))
     top1 = weights.argmax(-1)[0, 0]
@@ -145,14 +146,14 @@ def test_masked_chunks_match_explicit(monkeypatch, aliases, block):
 
 @pytest.mark.parametrize('num_heads', [1, 2, 4])
 def test_heads_split_channels(num_heads):
-    layer = build_layer('non_local', in_channels=32, num_heads=num_heads)
+    layer = build_layer('nonlocal', in_channels=32, num_heads=num_heads)
     _, weights = layer.forward_with_weights(torch.randn(2, 32, 3, 3))
     assert weights.shape == (2, num_heads, 9, 9)
 
 
 @layer_kinds
 def test_record_attention_collects_without_changing_output(kind):
-    layer = build_layer(kind, recurrence=2) if kind == 'criss_cross' else \
+    layer = build_layer(kind, recurrence=2) if kind == 'ccnet' else \
         build_layer(kind)
     model = torch.nn.Sequential(layer)
     x = torch.randn(1, 16, 4, 5)
@@ -161,14 +162,14 @@ def test_record_attention_collects_without_changing_output(kind):
         out = model(x)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
     assert list(maps) == ['0']
-    assert len(maps['0']) == (2 if kind == 'criss_cross' else 1)
+    assert len(maps['0']) == (2 if kind == 'ccnet' else 1)
     model(x)
-    assert len(maps['0']) == (2 if kind == 'criss_cross' else 1), \
+    assert len(maps['0']) == (2 if kind == 'ccnet' else 1), \
         'recording went on after the context closed'
 
 
 def test_cosine_logit_scale_is_clamped():
-    layer = build_layer('non_local', similarity='cosine', qkv_mode='shared')
+    layer = build_layer('nonlocal', similarity='cosine', qkv_mode='shared')
     with torch.no_grad():
         layer.similarity.logit_scale.fill_(10.0)
     x = torch.randn(1, 16, 2, 2)
@@ -182,7 +183,7 @@ def test_fast_path_uses_fused_kernel_not_math(qkv_mode, mask_self):
     """SDPA silently falls back to an N×N math kernel on strided inputs;
     with ``mask_self`` (no fused kernel takes a diagonal mask without an
     N×N one) the chunked self-masked Function runs instead."""
-    layer = build_layer('non_local', qkv_mode=qkv_mode, mask_self=mask_self)
+    layer = build_layer('nonlocal', qkv_mode=qkv_mode, mask_self=mask_self)
     x = torch.randn(2, 16, 6, 6, requires_grad=True)
     with torch.profiler.profile() as prof:
         layer(x).sum().backward()
@@ -294,23 +295,22 @@ def _output_and_grads(layer, x, explicit):
     return out, grads
 
 
-@pytest.mark.parametrize('kind,path', [('non_local', 'fused'),
-                                       ('non_local', 'function'),
-                                       ('criss_cross', 'function')])
-@modes
-@similarities
+@pytest.mark.parametrize('kind,path', [('nonlocal', 'fused'),
+                                       ('nonlocal', 'function'),
+                                       ('ccnet', 'function')])
+@mode_similarities
 @mask_selfs
 @pytest.mark.parametrize('size', [(4, 6), (1, 5), (5, 1)])
 def test_fast_path_equals_plain_autograd(monkeypatch, kind, path, qkv_mode,
                                          similarity, mask_self, size):
     """Outputs and gradients of every parameter and of the input, float64."""
-    if path == 'function' and kind == 'non_local':
+    if path == 'function' and kind == 'nonlocal':
         # every head width takes the CPU exception's Function
         monkeypatch.setattr('qkv_plugins.layers.kernels.CPU_FUSED_MAX_HEAD_DIM',
                             0)
     layer = build_layer(kind, qkv_mode=qkv_mode, similarity=similarity,
                         mask_self=mask_self,
-                        **({'recurrence': 2} if kind == 'criss_cross' else {}))
+                        **({'recurrence': 2} if kind == 'ccnet' else {}))
     layer.double()
     x = torch.randn(2, 16, *size, dtype=torch.float64, requires_grad=True)
     fast, fast_grads = _output_and_grads(layer, x, explicit=False)
@@ -326,7 +326,7 @@ def test_fast_path_equals_plain_autograd(monkeypatch, kind, path, qkv_mode,
 @pytest.mark.parametrize('qkv_mode', ['identity', 'identity_qk', 'separate'])
 def test_wide_head_dispatch_takes_the_function(qkv_mode, mask_self):
     """In fp32 the CPU exception (heads > 128 wide) runs the Function."""
-    layer = build_layer('non_local', in_channels=160, qkv_mode=qkv_mode,
+    layer = build_layer('nonlocal', in_channels=160, qkv_mode=qkv_mode,
                         mask_self=mask_self, reduction=1)
     x = torch.randn(2, 160, 5, 6, requires_grad=True)
     with torch.profiler.profile() as prof:

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qkv_plugins.synthetic import (TRACKS, DatasetError, make_dataset,
+from qkv_plugins.study.synthetic import (TRACKS, DatasetError, make_dataset,
                                    verify_dataset)
-from qkv_plugins.synthetic.drawing import PALETTE
-from qkv_plugins.synthetic.tracks import IGNORE_INDEX, source_of
+from qkv_plugins.study.synthetic.drawing import PALETTE
+from qkv_plugins.study.synthetic.tracks import IGNORE_INDEX, source_of
 
 
 def _colour_of(image, mask):

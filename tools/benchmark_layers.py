@@ -1,8 +1,8 @@
 """Benchmark our layers against mmcv's blocks (forward + backward).
 
 Writes benchmarks/layers-<device>.md and .csv and a log-log plot of time and
-memory against positions. On CPU: fp32 at 32x32, 64x64, 48x80, 97x97 with
-C=256. On a GPU: bf16 autocast at 64x128, 97x97, 128x256 (B=1), 256x512
+memory against positions. Every layer of the catalog; on CPU: fp32 at 32x32, 64x64, 48x80,
+97x97 with C=256. On a GPU: bf16 autocast at 64x128, 97x97, 128x256 (B=1), 256x512
 (B=1) with C=512.
 
 With --end-to-end: a training step of stock MMSegmentation R-50-D8 with each
@@ -19,6 +19,7 @@ Examples:
 import argparse
 
 from qkv_plugins.cli import at_least
+from qkv_plugins.layers.catalog import names
 
 
 def main() -> None:
@@ -31,9 +32,9 @@ def main() -> None:
     parser.add_argument('--dtype', choices=('float32', 'bfloat16', 'float16'),
                         default=None,
                         help='default: float32 on CPU, bfloat16 on GPU')
-    parser.add_argument('--layers', nargs='+',
-                        choices=('non_local', 'criss_cross'),
-                        default=('non_local', 'criss_cross'))
+    parser.add_argument('--layers', nargs='+', choices=names(),
+                        default=names(),
+                        help='catalog names (default: all)')
     parser.add_argument('--quick', action='store_true',
                         help='first shape only, two modes')
     parser.add_argument('--repeats', type=at_least(1, int), default=None,
@@ -54,10 +55,12 @@ def main() -> None:
                         help='end-to-end batch (default: 2 on GPU, 1 on CPU)')
     parser.add_argument('--e2e-infer', action='store_true',
                         help='also time whole-image inference (B=1, no grad)')
+    parser.add_argument('--config-root', default='configs',
+                        help='where the end-to-end heads\' qkv configs live')
     parser.add_argument('--out-dir', default='benchmarks')
     args = parser.parse_args()
     # imported after parsing: a bad argument fails fast, without torch
-    from qkv_plugins.analysis.benchmark_report import main_from_args
+    from qkv_plugins.bench.report import main_from_args
     main_from_args(args)
 
 

@@ -1,4 +1,4 @@
-"""Convert an NLHead/CCHead mmseg checkpoint for AttentionHead (separate mode).
+"""Convert an NLHead/CCHead/DNLHead checkpoint for AttentionHead (separate mode).
 
 Usage:
     python tools/convert_mmseg_checkpoint.py IN.pth OUT.pth
@@ -13,7 +13,8 @@ from qkv_plugins.mmseg import convert_head_state_dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('src', help='checkpoint of a NLHead or CCHead model')
+    parser.add_argument('src',
+                        help='checkpoint of a NLHead, CCHead or DNLHead model')
     parser.add_argument('dst', help='where to write the converted checkpoint')
     args = parser.parse_args()
     checkpoint = torch.load(args.src, map_location='cpu', weights_only=True)

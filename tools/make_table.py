@@ -5,7 +5,7 @@ Example:
 """
 import argparse
 
-from qkv_plugins.analysis.report import write_report
+from qkv_plugins.study.report import write_report
 
 
 def main() -> None:

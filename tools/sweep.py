@@ -10,7 +10,7 @@ Example:
 import argparse
 
 from qkv_plugins.cli import at_least
-from qkv_plugins.study import plan, sweep
+from qkv_plugins.study.sweep import plan, sweep
 
 
 def main() -> None:

@@ -13,11 +13,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from qkv_plugins import QKVCrissCrossAttention, record_attention
-from qkv_plugins.analysis.table import describe_config
-from qkv_plugins.analysis.visualize import draw
+from qkv_plugins import record_attention
+from qkv_plugins.layers import entry_for
+from qkv_plugins.study.table import describe_config
+from qkv_plugins.stats.pictures import draw
 from qkv_plugins.cli import config_and_checkpoint
-from qkv_plugins.synthetic import DEFAULT_ROOT
+from qkv_plugins.study.synthetic import DEFAULT_ROOT
 
 
 def load_image(args) -> tuple:
@@ -71,14 +72,13 @@ def main() -> None:
         with torch.no_grad(), record_attention(model) as maps:
             inference_model(model, str(path))
         handle.remove()
-        hops = maps[args.layer]
-        kind = ('criss_cross' if isinstance(layer, QKVCrissCrossAttention)
-                else 'non_local')
+        entry = entry_for(layer)  # a layer the catalog lacks: an error
+        hops = maps[args.layer][-entry.hops(layer):]  # the last forward
         _, algo, variant = describe_config(Path(config).stem)
         label = f'{algo} {variant}' if variant != '-' else algo
         if label in variants:  # same head twice: tell them apart
             label = f'{label} ({len(variants)})'
-        variants[label] = (kind, hops, tuple(shapes[0]))
+        variants[label] = (entry, hops, tuple(shapes[-1]))
     draw(image, queries, variants, args.out)
     print(f'wrote {args.out}')
 

@@ -16,6 +16,8 @@ from typing import List
 import numpy as np
 import torch
 
+from ..io import atomic_path
+
 
 def _numpy_types() -> List[object]:
     """Types numpy arrays and scalars pickle through."""
@@ -82,13 +84,8 @@ def atomic_checkpoint_saving() -> None:
         filename = str(filename)
         if '://' in filename:  # remote backends keep their own semantics
             return save(checkpoint, filename, *args, **kwargs)
-        tmp = f'{filename}.{os.getpid()}.tmp'
-        try:
-            save(checkpoint, tmp, *args, **kwargs)
-            os.replace(tmp, filename)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(filename) as tmp:
+            save(checkpoint, str(tmp), *args, **kwargs)
 
     atomic_save.is_atomic = True
     runner_module.save_checkpoint = atomic_save

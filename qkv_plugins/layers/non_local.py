@@ -3,7 +3,9 @@
 Wang et al., "Non-local Neural Networks", CVPR 2018,
 https://arxiv.org/abs/1711.07971. In ``qkv_mode='separate'`` this is mmcv's
 ``NonLocal2d`` (``embedded_gaussian``); ``identity_qk`` with
-``use_scale=False`` is its ``gaussian`` mode.
+``use_scale=False`` is its ``gaussian`` mode. ``query_independent`` gives
+every query the same map, GCNet's (Cao et al., 2019,
+https://arxiv.org/abs/1904.11492) with non-local's value and output convs.
 """
 from typing import Optional, Tuple
 
@@ -13,9 +15,12 @@ from mmengine.registry import MODELS
 from torch import Tensor
 
 from .autograd_kernels import distinct
+from .catalog import LayerEntry, StockTwin, register_layer, register_twin
+from .convert import NON_LOCAL_KEYS, load_converted, non_local_options
 from .kernels import dense_attention
-from .options import (check_bool, check_choice, check_input,
-                      check_positive_int, reduced_channels, QKV_MODES)
+from .maps import dense_grid, dense_macs, dense_maps, dense_matrix
+from .options import (check_bool, check_choice, check_input, check_positive_int,
+                      check_similarity, reduced_channels, QKV_MODES)
 from .projection import QKVProjection, normal_init_
 from .recording import RecordsAttention
 from .similarity import Similarity
@@ -30,11 +35,16 @@ class QKVNonLocal2d(RecordsAttention, nn.Module):
         qkv_mode: How Q, K, V are made: ``'separate'`` (three 1×1 convs),
             ``'shared_qk'`` (one conv for Q = K, one for V), ``'shared'`` (one
             conv for Q = K = V), ``'identity_qk'`` (Q = K = input, V
-            projected) or ``'identity'`` (Q = K = V = input).
-        similarity: ``'dot'`` or ``'cosine'`` (learnt logit scale).
+            projected), ``'identity'`` (Q = K = V = input) or
+            ``'query_independent'`` (a key conv to one channel per head, Q a
+            constant 1, V as ``'separate'``: the logit of key j is k_j for
+            every query).
+        similarity: ``'dot'`` or ``'cosine'`` (learnt logit scale; refused
+            by ``'query_independent'``, whose one channel it cannot act on).
         mask_self: Exclude each position's own key.
         reduction: Projected channels are ``in_channels // reduction``.
-        use_scale: Scale dot logits by 1/√(channels per head).
+        use_scale: Scale dot logits by 1/√(channels per head) (1 in
+            ``'query_independent'``).
         num_heads: Attention heads; must divide the Q/K and V channels.
         conv_cfg: mmcv conv config for all 1×1 convs.
         norm_cfg: mmcv norm config for the output conv (as mmcv's
@@ -58,11 +68,12 @@ class QKVNonLocal2d(RecordsAttention, nn.Module):
         self.in_channels = check_positive_int('in_channels', in_channels)
         self.num_heads = check_positive_int('num_heads', num_heads)
         check_choice('qkv_mode', qkv_mode, tuple(QKV_MODES))
+        check_similarity(similarity, qkv_mode)
         self.mask_self = check_bool('mask_self', mask_self)
         reduced = reduced_channels(in_channels, reduction)  # checked always
         inter_channels = in_channels if qkv_mode == 'identity' else reduced
         self.proj = QKVProjection(in_channels, inter_channels, inter_channels,
-                                  qkv_mode, conv_cfg)
+                                  qkv_mode, conv_cfg, num_heads)
         for role, channels in (('Q/K', self.proj.qk_channels),
                                ('V', self.proj.v_channels)):
             if channels % num_heads:
@@ -121,3 +132,50 @@ class QKVNonLocal2d(RecordsAttention, nn.Module):
     def extra_repr(self) -> str:
         return (f'in_channels={self.in_channels}, num_heads={self.num_heads}, '
                 f'mask_self={self.mask_self}')
+
+
+def _attention_macs(layer: QKVNonLocal2d, batch: int, height: int,
+                    width: int) -> int:
+    n = height * width
+    return dense_macs(batch, n, n, layer.proj.qk_channels,
+                      layer.proj.v_channels)
+
+
+register_layer(
+    LayerEntry(
+        name='nonlocal',
+        cls=QKVNonLocal2d,
+        maps=dense_maps,
+        dense=dense_matrix,
+        grid=dense_grid,
+        attention_macs=_attention_macs))
+
+
+def _mmcv_non_local(stock: type, channels: int,
+                    options: dict) -> Optional[nn.Module]:
+    """mmcv's block for the projection modes (``embedded_gaussian``) and the
+    identity modes (``gaussian``); none for what mmcv lacks."""
+    mode = options.get('qkv_mode', 'separate')
+    if (options.get('similarity', 'dot') != 'dot' or options.get('mask_self')
+            or mode == 'query_independent'):
+        return None
+    return stock(channels, mode='gaussian' if mode.startswith('identity')
+                 else 'embedded_gaussian')
+
+
+def _from_mmcv(module: nn.Module) -> QKVNonLocal2d:
+    options = non_local_options(module.mode, module.use_scale,
+                                module.sub_sample)
+    layer = QKVNonLocal2d(
+        module.in_channels,
+        reduction=module.reduction,
+        conv_cfg=module.conv_out.conv_cfg,
+        norm_cfg=module.conv_out.norm_cfg,
+        **options)
+    return load_converted(layer, module, NON_LOCAL_KEYS)
+
+
+register_twin(
+    StockTwin(layer='nonlocal', qualname='mmcv.cnn.bricks.non_local.NonLocal2d',
+              label='mmcv NonLocal2d', convert=_from_mmcv,
+              build=_mmcv_non_local))

@@ -2,7 +2,8 @@
 
 Each ``qkv_mode`` maps to the projections it builds. A projection is named by
 the roles it serves (``q``, ``k``, ``v``); a role with no projection reads the
-raw input. Validation lives here so that both layers raise the same errors.
+raw input, except the query of a :data:`CONSTANT_QUERY_MODES` mode, a constant
+1. Validation lives here so that both layers raise the same errors.
 """
 from typing import Dict, Tuple
 
@@ -13,9 +14,22 @@ QKV_MODES: Dict[str, Tuple[Tuple[str, str], ...]] = {
     'shared': (('qkv', 'qkv'), ),
     'identity_qk': (('value', 'v'), ),
     'identity': (),
+    # GCNet's query-independent logits (DNL's unary term alone): a key conv
+    # to one channel per head and separate's value; no query (see below).
+    'query_independent': (('key', 'k'), ('value', 'v')),
 }
+# Modes whose query is a constant 1 of K's shape, K having one channel per
+# head: the logit of query i for key j is q_i · k_j = k_j, the same map for
+# every query (Cao et al., GCNet, https://arxiv.org/abs/1904.11492).
+CONSTANT_QUERY_MODES = ('query_independent', )
 
 SIMILARITIES = ('dot', 'cosine')
+# (qkv_mode, similarity) -> why that similarity has nothing to act on there
+REFUSED_SIMILARITIES: Dict[Tuple[str, str], str] = {
+    ('query_independent', 'cosine'):
+    'Q is a constant 1 and K has one channel per head, so cos(q, k_j) is '
+    'only the sign of k_j; use similarity=\'dot\'',
+}
 
 
 def check_choice(name: str, value: str, allowed) -> str:
@@ -24,6 +38,17 @@ def check_choice(name: str, value: str, allowed) -> str:
         raise ValueError(f'{name} must be one of {", ".join(map(repr, allowed))}, '
                          f'but got {value!r}')
     return value
+
+
+def check_similarity(similarity: str, qkv_mode: str) -> str:
+    """Return ``similarity`` if it is known and acts on ``qkv_mode``'s Q and
+    K, else raise ValueError."""
+    check_choice('similarity', similarity, SIMILARITIES)
+    why = REFUSED_SIMILARITIES.get((qkv_mode, similarity))
+    if why is not None:
+        raise ValueError(f'similarity={similarity!r} has nothing to act on '
+                         f'with qkv_mode={qkv_mode!r}: {why}')
+    return similarity
 
 
 def check_positive_int(name: str, value) -> int:

@@ -1,11 +1,20 @@
 """One module that builds every Q/K/V projection a ``qkv_mode`` asks for."""
 from typing import Optional, Tuple
 
+import torch
 import torch.nn as nn
 from mmcv.cnn import build_conv_layer
 from torch import Tensor
 
-from .options import QKV_MODES, check_choice
+from .options import CONSTANT_QUERY_MODES, QKV_MODES, check_choice
+
+
+class OnesLike(nn.Module):
+    """A constant 1 of its input's shape, dtype and device: the query of the
+    query-independent modes, so that ``q · k_j = k_j``. No parameters."""
+
+    def forward(self, t: Tensor) -> Tensor:
+        return torch.ones_like(t)
 
 
 class QKVProjection(nn.Module):
@@ -13,15 +22,21 @@ class QKVProjection(nn.Module):
 
     Projections are 1×1 convolutions named by the roles they serve
     (``query``, ``key``, ``value``, ``query_key``, ``qkv``); a role that has no
-    projection in the chosen mode reads the input itself.
+    projection in the chosen mode reads the input itself. In the
+    :data:`~qkv_plugins.layers.options.CONSTANT_QUERY_MODES`
+    (``query_independent``) the key conv has one channel per head and the
+    query is ``constant_query(k)``, a 1 of K's shape (None in other modes).
 
     Args:
         in_channels: Channels of the input.
         qk_channels: Output channels of a projection that makes Q or K
-            (``shared`` uses it for V too).
+            (``shared`` uses it for V too); a constant-query mode's key has
+            ``num_heads`` instead.
         v_channels: Output channels of a value-only projection.
         qkv_mode: One of :data:`~qkv_plugins.layers.options.QKV_MODES`.
         conv_cfg: mmcv conv config for the projections (None: ``nn.Conv2d``).
+        num_heads: Heads the layer splits Q/K into (sets the key width of a
+            constant-query mode only).
     """
 
     def __init__(self,
@@ -29,9 +44,14 @@ class QKVProjection(nn.Module):
                  qk_channels: int,
                  v_channels: int,
                  qkv_mode: str,
-                 conv_cfg: Optional[dict] = None) -> None:
+                 conv_cfg: Optional[dict] = None,
+                 num_heads: int = 1) -> None:
         super().__init__()
         self.qkv_mode = check_choice('qkv_mode', qkv_mode, tuple(QKV_MODES))
+        self.constant_query = (OnesLike() if qkv_mode in CONSTANT_QUERY_MODES
+                               else None)
+        if self.constant_query is not None:
+            qk_channels = num_heads  # q · k_j = k_j: one logit per head
         self.roles = {}  # role ('q', 'k' or 'v') -> attribute name
         for name, roles in QKV_MODES[qkv_mode]:
             out_channels = v_channels if roles == 'v' else qk_channels
@@ -39,7 +59,7 @@ class QKVProjection(nn.Module):
                 name,
                 build_conv_layer(conv_cfg, in_channels, out_channels, 1))
             self.roles.update(dict.fromkeys(roles, name))
-        self.qk_channels = qk_channels if 'q' in self.roles else in_channels
+        self.qk_channels = self._channels_of('k', in_channels)
         self.v_channels = self._channels_of('v', in_channels)
 
     def _channels_of(self, role: str, in_channels: int) -> int:
@@ -53,6 +73,8 @@ class QKVProjection(nn.Module):
         outputs = {name: getattr(self, name)(x) for name in set(self.roles.values())}
         q, k, v = (outputs[self.roles[r]] if r in self.roles else x
                    for r in 'qkv')
+        if self.constant_query is not None:
+            q = self.constant_query(k)
         return q, k, v
 
     def extra_repr(self) -> str:

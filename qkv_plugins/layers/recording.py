@@ -4,7 +4,7 @@
 does it take the explicit path and append its weights to a list.
 """
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch.nn as nn
 from torch import Tensor
@@ -24,6 +24,26 @@ class RecordsAttention:
             self._attention_sink.append(weights.detach())
 
 
+def attention_layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """(name, layer) of every recording layer inside ``model``."""
+    return [(name, m) for name, m in model.named_modules()
+            if isinstance(m, RecordsAttention)]
+
+
+def start_recording(layer: nn.Module) -> List[Tensor]:
+    """Switch ``layer`` to its explicit path; return the list its weights
+    are appended to (one tensor per call, criss-cross: per hop)."""
+    sink: List[Tensor] = []
+    layer._attention_sink = sink
+    return sink
+
+
+def stop_recording(layer: nn.Module) -> List[Tensor]:
+    """Switch ``layer`` back to its fast path; return what it recorded."""
+    sink, layer._attention_sink = layer._attention_sink, None
+    return sink or []
+
+
 @contextmanager
 def record_attention(model: nn.Module) -> Iterator[Dict[str, List[Tensor]]]:
     """Record the attention weights of every QKV layer inside ``model``.
@@ -37,13 +57,11 @@ def record_attention(model: nn.Module) -> Iterator[Dict[str, List[Tensor]]]:
         ...     model(x)
         >>> maps['decode_head.attention'][0].shape
     """
-    layers = [(name, m) for name, m in model.named_modules()
-              if isinstance(m, RecordsAttention)]
-    records: Dict[str, List[Tensor]] = {}
-    for name, layer in layers:
-        layer._attention_sink = records.setdefault(name, [])
+    layers = attention_layers(model)
+    records: Dict[str, List[Tensor]] = {
+        name: start_recording(layer) for name, layer in layers}
     try:
         yield records
     finally:
         for _, layer in layers:
-            layer._attention_sink = None
+            stop_recording(layer)

@@ -2,6 +2,7 @@
 installed."""
 from .attention_head import AttentionHead
 from .convert import convert_head_state_dict
+from .convert_dnl import from_mmseg_dnl  # noqa: F401
 from .dataset import QKVSyntheticDataset
 from .diagnostics_hook import AttentionDiagnosticsHook
 from .hooks import RNGStateHook, RunStatsHook

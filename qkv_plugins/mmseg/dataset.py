@@ -2,8 +2,8 @@
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from ..synthetic import TRACKS, verify_dataset
-from ..synthetic.drawing import PALETTE
+from ..study.synthetic import TRACKS, verify_dataset
+from ..study.synthetic.drawing import PALETTE
 
 SPLITS = ('train', 'val')
 

@@ -12,13 +12,13 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
-from ..analysis.attention_maps import (dense_cross, criss_cross_maps,
-                                       non_local_maps)
-from ..analysis.diagnostics import asymmetry, mass_on, summarize
-from ..workdir import DIAGNOSTICS_FILE
 from ..io import write_text_atomic
-from ..layers import QKVCrissCrossAttention
-from ..layers.recording import RecordsAttention
+from ..layers.catalog import entry_for
+from ..layers.recording import (attention_layers, start_recording,
+                                stop_recording)
+from ..stats.diagnostics import asymmetry, mass_on, summarize
+from ..study.synthetic import source_of
+from ..workdir import DIAGNOSTICS_FILE
 
 # Source-object mass needs the dense N × N map: skipped above this size.
 MAX_DENSE_POSITIONS = 4096
@@ -28,7 +28,7 @@ MAX_DENSE_POSITIONS = 4096
 class AttentionDiagnosticsHook(Hook):
     """Records every QKV layer's attention on validation/test batches (the
     layers' explicit path) and writes per-layer means of
-    :func:`qkv_plugins.analysis.diagnostics.summarize` to
+    :func:`qkv_plugins.stats.diagnostics.summarize` to
     ``<work_dir>/attention_diagnostics.json``; criss-cross statistics are per
     hop. On the cyclic track (object maps in ``obj_dir``) it also records
     ``source_mass``: the attention mass that object pixels put on the object
@@ -51,10 +51,11 @@ class AttentionDiagnosticsHook(Hook):
         self._batches = 0
 
     def _model_layers(self, runner):
+        """(name, layer, catalog entry) of every recording layer; a layer
+        the catalog does not know raises UnknownLayer."""
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
-        return [(name, m) for name, m in model.named_modules()
-                if isinstance(m, RecordsAttention)]
+        return [(name, m, entry_for(m)) for name, m in attention_layers(model)]
 
     def _reset(self, runner) -> None:
         self._layers = self._model_layers(runner)
@@ -64,31 +65,28 @@ class AttentionDiagnosticsHook(Hook):
 
     def _begin_batch(self) -> None:
         active = self.max_batches is None or self._batches < self.max_batches
-        for _, layer in self._layers:
-            layer._attention_sink = [] if active else None
+        for _, layer, _ in self._layers:
+            if active:
+                start_recording(layer)
 
     def _end_batch(self, data_batch=None) -> None:
         self._batches += 1
         objects = _object_maps(data_batch)
-        for name, layer in self._layers:
-            sink, layer._attention_sink = layer._attention_sink, None
-            for hop, weights in enumerate(sink or ()):
-                key = (f'{name}/hop{hop}' if isinstance(
-                    layer, QKVCrissCrossAttention) else name)
-                self._accumulate(key, weights, layer, objects)
+        for name, layer, entry in self._layers:
+            hops = entry.hops(layer)
+            for index, weights in enumerate(stop_recording(layer)):
+                key = f'{name}/hop{index % hops}' if entry.per_hop else name
+                self._accumulate(key, weights, entry, objects)
 
     @torch.no_grad()
-    def _accumulate(self, key, weights, layer, objects) -> None:
-        if isinstance(layer, QKVCrissCrossAttention):
-            maps, own, square = criss_cross_maps(weights, self.max_queries)
-        else:
-            maps, own, square = non_local_maps(weights, self.max_queries)
+    def _accumulate(self, key, weights, entry, objects) -> None:
+        maps, own, square = entry.maps(weights, self.max_queries)
         stats = summarize(maps.float(), own)
         stats.pop('asymmetry', None)
         if square is not None:
             stats['asymmetry'] = float(asymmetry(square.float()))
         if objects is not None:
-            source = _source_mass(weights, layer, objects)
+            source = _source_mass(weights, entry, objects)
             if source is not None:
                 stats['source_mass'] = source
         for stat, value in stats.items():
@@ -100,8 +98,8 @@ class AttentionDiagnosticsHook(Hook):
             key: {s: v / self._counts[f'{key}/{s}'] for s, v in sums.items()}
             for key, sums in self._sums.items()
         }
-        for _, layer in self._layers:
-            layer._attention_sink = None
+        for _, layer, _ in self._layers:
+            stop_recording(layer)
         if runner.rank == 0 and result:
             write_text_atomic(f'{runner.work_dir}/{DIAGNOSTICS_FILE}',
                               json.dumps(result, indent=1))
@@ -146,29 +144,20 @@ def _object_maps(data_batch) -> Optional[List[np.ndarray]]:
     return maps or None
 
 
-def _source_mass(weights, layer, objects) -> Optional[float]:
+def _source_mass(weights, entry, objects) -> Optional[float]:
     """Mean attention mass that object pixels put on the object their label
     comes from (cyclic track), on the full N × N map."""
-    if isinstance(layer, QKVCrissCrossAttention):
-        batch, height, width, _ = weights.shape
-        if height * width > MAX_DENSE_POSITIONS:
-            return None
-        dense = dense_cross(weights.float())
-    else:
-        n = weights.shape[-1]
-        if n > MAX_DENSE_POSITIONS:
-            return None
-        image_h, image_w = objects[0].shape
-        height = int(round((n * image_h / image_w)**0.5))
-        width = n // height
-        dense = weights.float().mean(1)  # [B, N, N] over heads
+    height, width = entry.grid(weights, objects[0].shape)
+    if height * width > MAX_DENSE_POSITIONS:
+        return None
+    dense = entry.dense(weights)  # [B, N, N]
     cells = []
     for obj in objects:  # nearest sample at each feature cell's centre
         ys = ((np.arange(height) + 0.5) * obj.shape[0] / height).astype(int)
         xs = ((np.arange(width) + 0.5) * obj.shape[1] / width).astype(int)
         cells.append(torch.from_numpy(obj[ys][:, xs].astype(np.int64)))
     obj = torch.stack(cells).flatten(1)  # [B, N]
-    source = torch.where(obj > 0, obj % 3 + 1, torch.zeros_like(obj))
+    source = torch.from_numpy(source_of(obj.numpy()))
     targets = (obj[:, :, None] > 0) & (obj[:, None, :] == source[:, :, None])
     if not targets.any():
         return None

@@ -13,7 +13,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
-from ..analysis import count_flops
+from ..bench.flops import count_flops
 from ..workdir import STATS_FILE
 from ..io import write_text_atomic
 from ..machine import device_name

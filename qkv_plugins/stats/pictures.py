@@ -1,34 +1,32 @@
 """Pictures of attention maps: chosen query pixels and where they look.
 
-Non-local: the query's row of the [N, N] map (mean over heads). Criss-cross:
-the field over the full image after all hops, ``(A_r ⋯ A_1)[q]`` with each
-hop's weights spread on its cross (residual paths and gamma left out).
+A layer's recorded weights become dense [N, N] maps through its catalog
+entry (heads averaged); a layer that records several hops per forward
+(criss-cross) is shown as the field after all of them, ``(A_r ⋯ A_1)[q]``
+(residual paths and gamma left out).
 """
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from torch import Tensor
 
-from .attention_maps import dense_cross
+from ..layers.catalog import LayerEntry
 
-# Criss-cross fields need dense N × N hops; beyond this we show hop 1 only.
+# Composing hops needs dense N × N matrices; beyond this we show hop 1 only.
 MAX_DENSE_POSITIONS = 4096
 
 
-def query_field(hops: List[Tensor], kind: str, query: Tuple[int, int],
+def query_field(hops: List[Tensor], entry: LayerEntry, query: Tuple[int, int],
                 feature_shape: Tuple[int, int]) -> np.ndarray:
     """[h, w] attention of the query at feature cell ``query`` (first image
-    of the batch)."""
+    of the batch), from the weights one forward recorded."""
     h, w = feature_shape
     index = query[0] * w + query[1]
-    if kind == 'non_local':
-        weights = hops[0][0].float().mean(0)  # [N, N] over heads
-        return weights[index].view(h, w).numpy()
-    if h * w > MAX_DENSE_POSITIONS:
+    if len(hops) > 1 and h * w > MAX_DENSE_POSITIONS:
         hops = hops[:1]
     field = None
     for hop in hops:
-        dense = dense_cross(hop[:1].float())[0]  # [N, N]
+        dense = entry.dense(hop[:1])[0]  # [N, N]
         field = dense if field is None else dense @ field
     return field[index].view(h, w).numpy()
 
@@ -37,8 +35,8 @@ def draw(image: np.ndarray, queries: Sequence[Tuple[int, int]],
          variants: Dict[str, Tuple[str, List[Tensor], Tuple[int, int]]],
          path: str) -> None:
     """Grid, one row per variant: the input with marked queries, then each
-    query's field over the image. ``variants``: label -> (kind, hops,
-    feature shape (h, w) of the layer's input)."""
+    query's field over the image. ``variants``: label -> (catalog entry,
+    weights of one forward, feature shape (h, w) of the layer's input)."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -49,7 +47,7 @@ def draw(image: np.ndarray, queries: Sequence[Tuple[int, int]],
     fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.6 * rows),
                              squeeze=False)
     colours = plt.cm.tab10.colors
-    for r, (label, (kind, hops, feature_shape)) in enumerate(
+    for r, (label, (entry, hops, feature_shape)) in enumerate(
             variants.items()):
         ax = axes[r][0]
         ax.imshow(image)
@@ -61,7 +59,7 @@ def draw(image: np.ndarray, queries: Sequence[Tuple[int, int]],
                         feature_shape[0] - 1),
                     min(int(x * feature_shape[1] / width),
                         feature_shape[1] - 1))
-            field = query_field(hops, kind, cell, feature_shape)
+            field = query_field(hops, entry, cell, feature_shape)
             ax = axes[r][i + 1]
             ax.imshow(image, alpha=0.45)
             ax.imshow(field, cmap='magma', alpha=0.6,

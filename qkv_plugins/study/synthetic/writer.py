@@ -18,7 +18,7 @@ from typing import Dict, Iterable, Optional
 import numpy as np
 from PIL import Image
 
-from ..io import umask_mode
+from ...io import umask_mode
 from .tracks import IMAGE_SIZE, TRACKS
 
 DEFAULT_ROOT = 'data/qkv_synthetic'

@@ -1,5 +1,6 @@
-"""The sweep: configs × seeds, each a ``tools/train.py`` run in its own work
-dir, skipping complete runs and resuming incomplete ones."""
+"""The sweep: configs × seeds, each a training run
+(``python -m qkv_plugins.commands.train``) in its own work dir, skipping
+complete runs and resuming incomplete ones."""
 import argparse
 import json
 import os
@@ -10,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Sequence, Tuple
 
-from .io import write_text_atomic
-from .workdir import DIAGNOSTICS_FILE, PLAN_FILE, RunFileError, run_state
+from ..io import write_text_atomic
+from ..workdir import DIAGNOSTICS_FILE, PLAN_FILE, RunFileError, run_state
 
-TOOLS = Path(__file__).resolve().parents[1] / 'tools'
-TRAIN_TOOL = TOOLS / 'train.py'
-TEST_TOOL = TOOLS / 'test.py'
+TRAIN = [sys.executable, '-m', 'qkv_plugins.commands.train']
+TEST = [sys.executable, '-m', 'qkv_plugins.commands.test']
 
 
 @dataclass
@@ -29,8 +29,8 @@ class Run:
         return f'{self.config.stem} seed {self.seed}'
 
     def config_for(self, cfg_options: Sequence[str] = ()):
-        """The Config ``tools/train.py`` builds for this run."""
-        from .training import load_config
+        """The Config the training command builds for this run."""
+        from ..training import load_config
         options = {**parse_cfg_options(cfg_options),
                    'randomness.seed': self.seed}
         return load_config(str(self.config), options, str(self.work_dir))
@@ -71,13 +71,10 @@ def plan(configs: Sequence[str], seeds: Sequence[int], root: str) -> List[Run]:
 
 
 def _command(run: Run, cfg_options: Sequence[str]) -> List[str]:
-    if not TRAIN_TOOL.is_file():
-        raise FileNotFoundError(f'{TRAIN_TOOL} not found: the sweep needs '
-                                'the repository checkout (pip install -e .)')
     return [
-        sys.executable, str(TRAIN_TOOL), str(run.config), '--work-dir',
-        str(run.work_dir), '--resume', '--cfg-options',
-        f'randomness.seed={run.seed}', *cfg_options
+        *TRAIN,
+        str(run.config), '--work-dir', str(run.work_dir), '--resume',
+        '--cfg-options', f'randomness.seed={run.seed}', *cfg_options
     ]
 
 
@@ -163,8 +160,9 @@ def diagnose(runs: List[Run],
              cfg_options: Sequence[str] = (),
              log: Callable[[str], None] = print) -> None:
     """Attention diagnostics of each complete run's final checkpoint on the
-    val split (``tools/test.py --diagnostics``), unless already there."""
-    from .compat import find_resumable_checkpoint
+    val split (the test command with ``--diagnostics``), unless already
+    there."""
+    from ..compat import find_resumable_checkpoint
     todo = [r for r in runs if r.is_complete(cfg_options)
             and not (r.work_dir / DIAGNOSTICS_FILE).is_file()
             and not r.config.stem.startswith('fcn')]
@@ -172,7 +170,7 @@ def diagnose(runs: List[Run],
     for i, run in enumerate(todo):
         checkpoint = find_resumable_checkpoint(str(run.work_dir))
         command = [
-            sys.executable, str(TEST_TOOL), str(run.config), checkpoint,
+            *TEST, str(run.config), checkpoint,
             '--work-dir', str(run.work_dir), '--diagnostics',
             '--cfg-options', *cfg_options
         ]

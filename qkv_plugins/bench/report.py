@@ -6,33 +6,50 @@ from typing import List, Tuple
 
 import torch
 
-from ..io import atomic_path, write_text_atomic
+from ..io import atomic_path, cell, write_text_atomic
+from ..layers.catalog import entry_named
+from ..layers.options import QKV_MODES
 from ..machine import describe_machine
-from .benchmark import Case, Result, run_cases
-from .cells import cell
+from .layers import Case, Result, run_cases
 
 CPU_SHAPES = ((32, 32, 2), (64, 64, 2), (48, 80, 2), (97, 97, 2))
 GPU_SHAPES = ((64, 128, 2), (97, 97, 2), (128, 256, 1), (256, 512, 1))
 # Timed seconds per case (ours + reference) at least: fast cases get more
 # turns than --repeats.
 MIN_SECONDS = 3.0
-MODES = ('separate', 'shared_qk', 'shared', 'identity_qk', 'identity')
-# (qkv_mode, similarity, mask_self) beyond the five dot-product modes
+# (qkv_mode, similarity, mask_self) beyond each mode with dot similarity
 EXTRA = (('separate', 'cosine', False), ('separate', 'dot', True),
          ('shared_qk', 'dot', True), ('shared', 'cosine', True))
+
+
+def layer_variants(layer: str) -> List[Tuple[str, str, bool]]:
+    """The (qkv_mode, similarity, mask_self) cases a layer accepts: every
+    mode with dot similarity, then :data:`EXTRA`."""
+    entry = entry_named(layer)
+    variants = []
+    for mode, sim, mask in [(m, 'dot', False) for m in QKV_MODES] + list(EXTRA):
+        try:
+            entry.cls(16, **{**entry.bench_options, 'qkv_mode': mode,
+                             'similarity': sim, 'mask_self': mask})
+        except ValueError:
+            continue
+        variants.append((mode, sim, mask))
+    return variants
 
 
 def default_cases(layers, on_gpu: bool, quick: bool) -> List[Case]:
     shapes = GPU_SHAPES if on_gpu else CPU_SHAPES
     channels = 512 if on_gpu else 256
-    variants = [(m, 'dot', False) for m in MODES] + list(EXTRA)
-    if quick:
-        shapes, variants = shapes[:1], variants[:1] + variants[-1:]
-    return [
-        Case(layer, mode, sim, mask, h, w, channels, b)
-        for layer in layers for (h, w, b) in shapes
-        for mode, sim, mask in variants
-    ]
+    cases = []
+    for layer in layers:
+        variants = layer_variants(layer)
+        if quick:
+            variants = sorted(set([variants[0], variants[-1]]),
+                              key=variants.index)
+        cases += [Case(layer, mode, sim, mask, h, w, channels, b)
+                  for (h, w, b) in (shapes[:1] if quick else shapes)
+                  for mode, sim, mask in variants]
+    return cases
 
 
 def pairs(results: List[Result]) -> List[Tuple[Result, Result]]:
@@ -148,8 +165,9 @@ def end_to_end_from_args(args, overrides=None) -> Path:
     warmup = E2E_WARMUP if args.warmup is None else args.warmup
     print(f'[e2e] B={batch} {size[0]}x{size[1]} on '
           f'{describe_machine(device)}, {dtype}')
-    results = run_end_to_end(device, dtype, batch, size, warmup, repeats,
-                             infer=args.e2e_infer, overrides=overrides)
+    results = run_end_to_end(device, dtype, batch, size, args.config_root,
+                             warmup, repeats, infer=args.e2e_infer,
+                             overrides=overrides)
     out = Path(args.out_dir) / f'e2e-{_device_tag(device)}'
     title = (f'End-to-end benchmark: {describe_machine(device)}, '
              f'{str(dtype)[6:]}')

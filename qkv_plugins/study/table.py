@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
+from ..io import cell
+from ..layers.catalog import UnknownLayer, entry_named, names
+from ..layers.options import QKV_MODES
 from ..workdir import (DIAGNOSTICS_FILE, PLAN_FILE, STATS_FILE, RunFileError,
                        read_json)
-from .cells import cell
 
 # diagnostics shown in the table: (statistic, column title, format)
 DIAGNOSTIC_COLUMNS = (
@@ -32,9 +34,14 @@ _EMBEDDED = re.compile(
     r'^(?P<algo>[a-z]+)(?:-(?P<variant>.+?))?_[a-z0-9]+(?:-d\d+)?_\d+xb\d+'
     r'.*_qkvsyn-'
     r'(?P<track>[a-z]+)-\d+x\d+$')
-# row order within a track
-ALGO_ORDER = ('fcn', 'nonlocal', 'ccnet')
-MODE_ORDER = ('separate', 'shared_qk', 'shared', 'identity_qk', 'identity')
+# The study's no-attention head; every other algorithm is a catalog name.
+BASELINE = 'fcn'
+# row order within a track: the baseline, then the catalog's layers and modes
+MODE_ORDER = tuple(QKV_MODES)
+
+
+def algo_order() -> Tuple[str, ...]:
+    return (BASELINE, ) + tuple(names())
 
 
 @dataclass
@@ -77,10 +84,14 @@ class Variant:
 
 
 def describe_config(stem: str) -> Tuple[str, str, str]:
-    """(track, algorithm, variant) from an embedded-study config name."""
+    """(track, algorithm, variant) from an embedded-study config name (other
+    names: the stem as the algorithm). An algorithm that is neither the
+    baseline nor a catalog name raises UnknownLayer naming the known ones."""
     match = _EMBEDDED.match(stem)
     if match is None:
         return '-', stem, '-'
+    if match['algo'] != BASELINE:
+        entry_named(match['algo'])
     return (match['track'], match['algo'], match['variant'] or '-')
 
 
@@ -145,7 +156,11 @@ def collect(root: str) -> Tuple[List[Variant], List[str]]:
                              int(match.group(1))), {})
     variants: Dict[str, Variant] = {}
     for (config, seed), planned in sorted(expected.items()):
-        track, algo, variant = describe_config(config)
+        try:
+            track, algo, variant = describe_config(config)
+        except UnknownLayer as error:
+            problems.append(f'ignored {config} seed {seed}: {error}')
+            continue
         entry = variants.setdefault(config, Variant(config, track, algo,
                                                      variant))
         status, stats, run_problems = _status(root_path / config /
@@ -170,7 +185,7 @@ COLUMNS = ('Track', 'Head', 'qkv_mode', 'mIoU mean ± std', 'per seed',
 
 def _row_key(v: Variant):
     mode = v.variant.split('-')[0]
-    return (v.track, _index(ALGO_ORDER, v.algo), v.algo,
+    return (v.track, _index(algo_order(), v.algo), v.algo,
             _index(MODE_ORDER, mode), v.variant)
 
 
@@ -184,12 +199,13 @@ def _has_diagnostics(variants: List[Variant]) -> bool:
 
 def rows(variants: List[Variant]) -> List[List[str]]:
     """Table rows, grouped by track, FCN baseline first in each."""
-    baseline = {v.track: v.mean_std()[0] for v in variants if v.algo == 'fcn'}
+    baseline = {v.track: v.mean_std()[0] for v in variants
+                if v.algo == BASELINE}
     out = []
     for v in sorted(variants, key=_row_key):
         mean, std = v.mean_std()
         base = baseline.get(v.track)
-        delta = (None if mean is None or base is None or v.algo == 'fcn'
+        delta = (None if mean is None or base is None or v.algo == BASELINE
                  else mean - base)
         n_seeds = len(v.runs) + len(v.problems)
         out.append([
@@ -275,7 +291,8 @@ def plot(variants: List[Variant], path: str) -> None:
                         key=_row_key)
         for i, v in enumerate(chosen):
             mean, std = v.mean_std()
-            colour = {'fcn': 'grey', 'nonlocal': 'C0'}.get(v.algo, 'C1')
+            colour = ('grey' if v.algo == BASELINE else
+                      f'C{_index(algo_order(), v.algo) % 10}')
             ax.bar(i, mean, yerr=std, color=colour, alpha=0.6, capsize=3)
             ax.scatter([i] * len(v.mious), v.mious, color='k', s=8, zorder=3)
         ax.set_xticks(range(len(chosen)))

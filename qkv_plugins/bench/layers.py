@@ -1,31 +1,30 @@
-"""Layer benchmark: our layers against mmcv's blocks, forward + backward.
+"""Layer benchmark: our layers against their stock twins, forward + backward.
 
 Each case times ``layer(x).sum().backward()`` (median of ``repeats`` after
 ``warmup``), its steps and the reference's run in turns on one input, and
 measures its extra peak memory; ratios compare a case with its reference.
-References: mmcv ``NonLocal2d`` (``embedded_gaussian`` for ``separate`` and
-``shared*``, ``gaussian`` for the identity modes), mmcv
-``CrissCrossAttention`` applied ``recurrence`` times, and where mmcv has
-no twin, our explicit path (non-local ``cosine``) or, for non-local
-``mask_self``, the same layer without the mask (what the mask costs).
+Layers and references come from the catalog: the layer's stock twin where it
+has a counterpart for the case's options (mmcv ``NonLocal2d``
+``embedded_gaussian`` for the projection modes and ``gaussian`` for the
+identity modes, mmcv ``CrissCrossAttention`` applied ``recurrence`` times,
+mmseg ``DisentangledNonLocal2d``, mmcv ``ContextBlock``); otherwise, for
+``mask_self``, the same layer without the mask (what the mask costs), and
+else our explicit path.
 """
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from typing import Callable, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from ..layers import QKVCrissCrossAttention, QKVNonLocal2d
+from ..layers.catalog import entry_named, twins_of
 from .memory import configure_cpu_memory, extra_peak_mib
-from .timing import interleaved_ms
-
-RECURRENCE = 2
+from .timing import autocast, interleaved_ms
 
 
 @dataclass(frozen=True)
 class Case:
-    layer: str  # 'non_local' | 'criss_cross'
+    layer: str  # catalog name ('nonlocal', 'ccnet', 'dnl', 'gcnet', ...)
     qkv_mode: str
     similarity: str
     mask_self: bool
@@ -71,60 +70,60 @@ class _Explicit(nn.Module):
         return self.layer.forward_with_weights(x, need_weights=True)[0]
 
 
-def build_ours(case: Case) -> nn.Module:
-    options = dict(qkv_mode=case.qkv_mode, similarity=case.similarity,
+def case_options(case: Case) -> dict:
+    """Constructor options of our layer for ``case``."""
+    options = dict(entry_named(case.layer).bench_options)
+    options.update(qkv_mode=case.qkv_mode, similarity=case.similarity,
                    mask_self=case.mask_self)
-    if case.layer == 'non_local':
-        return QKVNonLocal2d(case.channels, **options)
-    return QKVCrissCrossAttention(case.channels, recurrence=RECURRENCE,
-                                  **options)
+    return options
 
 
-def build_reference(case: Case):
+def build_ours(case: Case) -> nn.Module:
+    """Our layer for ``case``; UnknownLayer for a name the catalog lacks."""
+    return entry_named(case.layer).cls(case.channels, **case_options(case))
+
+
+def build_reference(case: Case) -> Tuple[str, nn.Module]:
     """(name, module) of the reference for ``case``."""
-    if case.layer == 'criss_cross':
-        from mmcv.ops import CrissCrossAttention
-        block = CrissCrossAttention(case.channels)
-        return f'mmcv CCA x{RECURRENCE}', nn.Sequential(
-            *[block] * RECURRENCE)
+    options = case_options(case)
+    for twin in twins_of(case.layer):
+        if twin.build is None:
+            continue
+        module = twin.build(twin.stock_class(), case.channels, options)
+        if module is not None:
+            return _twin_label(twin.label, module, options), module
     if case.mask_self:  # what the mask costs: the same layer without it
         return 'ours unmasked', build_ours(replace(case, mask_self=False))
-    if case.similarity == 'cosine':
-        return 'ours explicit', _Explicit(build_ours(case))
-    from mmcv.cnn import NonLocal2d
-    mode = 'gaussian' if case.qkv_mode.startswith(
-        'identity') else 'embedded_gaussian'
-    return f'mmcv NonLocal2d {mode}', NonLocal2d(case.channels, mode=mode)
+    return 'ours explicit', _Explicit(build_ours(case))
 
 
-def attention_flops(case: Case, module: nn.Module) -> float:
+def _twin_label(label: str, module: nn.Module, options: dict) -> str:
+    """The twin's label with what distinguishes its configuration."""
+    mode = getattr(module, 'mode', None)
+    if mode is not None:
+        return f'{label} {mode}'
+    if isinstance(module, nn.Sequential):
+        return f'{label} x{len(module)}'
+    return label
+
+
+def attention_flops(case: Case) -> float:
     """FLOPs (2 per multiply-add) of the attention products in forward +
-    backward (backward ≈ 2× forward), excluding projections."""
-    layer = getattr(module, 'layer', module)
-    if isinstance(layer, QKVNonLocal2d):
-        c, cv = layer.proj.qk_channels, layer.proj.v_channels
-        keys = case.positions
-        hops = 1
-    elif isinstance(layer, QKVCrissCrossAttention):
-        c, cv = layer.proj.qk_channels, layer.proj.v_channels
-        keys = case.height + case.width
-        hops = layer.recurrence
-    elif case.layer == 'criss_cross':
-        c, cv = case.channels // 8, case.channels
-        keys, hops = case.height + case.width, RECURRENCE
-    else:
-        c = cv = case.channels // 2
-        keys, hops = case.positions, 1
-    macs = case.batch * case.positions * keys * (c + cv) * hops
+    backward (backward ≈ 2× forward) of our layer, excluding projections;
+    both rows of a case are rated by it."""
+    entry = entry_named(case.layer)
+    macs = entry.attention_macs(build_ours(case), case.batch, case.height,
+                                case.width)
     return 2 * macs * 3
 
 
-def _step(module: nn.Module, x: torch.Tensor, autocast) -> Callable[[], None]:
+def _step(module: nn.Module, x: torch.Tensor,
+          precision: Callable) -> Callable[[], None]:
 
     def run():
         x.grad = None
         module.zero_grad(set_to_none=True)
-        with autocast():
+        with precision():
             out = module(x)
         out.float().sum().backward()
 
@@ -136,16 +135,11 @@ def _inputs(case: Case, device: torch.device) -> torch.Tensor:
                        device=device, requires_grad=True)
 
 
-def _autocast(device: torch.device, dtype: torch.dtype):
-    return (nullcontext if dtype == torch.float32 else
-            (lambda: torch.autocast(device.type, dtype=dtype)))
-
-
 def memory_mib(module: nn.Module, case: Case, device: torch.device,
                dtype: torch.dtype) -> float:
     """Extra peak memory of one forward + backward (after one warm-up)."""
     run = _step(module.to(device), _inputs(case, device),
-                _autocast(device, dtype))
+                lambda: autocast(device, dtype))
     run()
     return extra_peak_mib(run, device)
 
@@ -164,7 +158,7 @@ def _warm_steps(case: Case, device: torch.device, dtype: torch.dtype,
     x = _inputs(case, device)
     warmed = []
     for impl, module in _modules(case):
-        step = _step(module.to(device), x, _autocast(device, dtype))
+        step = _step(module.to(device), x, lambda: autocast(device, dtype))
         try:
             for _ in range(max(warmup, 1)):
                 step()
@@ -197,7 +191,7 @@ def run_cases(cases: Iterable[Case], device: torch.device, dtype: torch.dtype,
                 continue
             ms = next(times)
             results.append(Result(case, impl, ms, None,
-                                  attention_flops(case, module) / ms / 1e9))
+                                  attention_flops(case) / ms / 1e9))
         ours, ref = results[-2:]
         ratio = (f'{ours.time_ms / ref.time_ms:.2f}x'
                  if ours.time_ms and ref.time_ms else '-')

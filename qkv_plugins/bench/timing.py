@@ -6,7 +6,8 @@ then B's puts that drift into the ratio A / B. Running them in turns
 """
 import statistics
 import time
-from typing import Callable, List, Sequence
+from contextlib import nullcontext
+from typing import Callable, ContextManager, List, Sequence
 
 import torch
 
@@ -48,3 +49,9 @@ def interleaved_ms(steps: Sequence[Callable[[], None]],
             times[i].append(time.perf_counter() - start)
         turn += 1
     return [1000 * statistics.median(t) for t in times]
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> ContextManager:
+    """Autocast to ``dtype`` on ``device``; a no-op for float32."""
+    return (nullcontext() if dtype == torch.float32 else
+            torch.autocast(device.type, dtype=dtype))

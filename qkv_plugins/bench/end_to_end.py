@@ -7,18 +7,16 @@ interleaved (A, B, C, A, B, C, …) so that a busy machine slows them alike.
 Time is the median step; memory the extra peak of one step after a warm
 one (see :mod:`.memory`), measured in a second pass. Ratios are to FCN.
 """
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from .cells import cell
+from ..io import cell
 from .memory import configure_cpu_memory, extra_peak_mib
-from .timing import interleaved_ms
+from .timing import autocast, interleaved_ms
 
-_REPO_CONFIGS = Path(__file__).resolve().parents[2] / 'configs'
 _CITYSCAPES = '_r50-d8_4xb2-40k_cityscapes-512x1024.py'
 # (head, config): FCN first, the reference of every ratio.
 HEADS: Tuple[Tuple[str, str], ...] = (
@@ -49,16 +47,18 @@ class E2EResult:
         return asdict(self)
 
 
-def load_config(config: str):
-    """An mmseg package config (``mmseg::…``) or one of configs/."""
+def read_config(config: str, config_root: str):
+    """An mmseg package config (``mmseg::…``) or a path under
+    ``config_root`` (the repository's ``configs/``)."""
     from mmengine.config import Config
     from mmengine.hub import get_config
     if config.startswith('mmseg::'):
         return get_config(config)
-    return Config.fromfile(str(_REPO_CONFIGS / config))
+    return Config.fromfile(str(Path(config_root) / config))
 
 
-def build_model(config: str, device: torch.device, overrides=None):
+def build_model(config: str, config_root: str, device: torch.device,
+                overrides=None):
     """The config's segmentor, no pretrained weights, BN for SyncBN off GPU.
 
     ``overrides(cfg)`` may edit the config before building (tests shrink
@@ -69,7 +69,7 @@ def build_model(config: str, device: torch.device, overrides=None):
 
     import qkv_plugins  # noqa: F401  (registers AttentionHead and layers)
     from ..compat import sync_bn_to_bn
-    cfg = load_config(config)
+    cfg = read_config(config, config_root)
     cfg.model.pretrained = None
     if 'init_cfg' in cfg.model.backbone:
         cfg.model.backbone.init_cfg = None
@@ -101,11 +101,6 @@ def _batch(model, batch: int, size: Tuple[int, int], device: torch.device):
     return images, samples
 
 
-def _autocast(device: torch.device, dtype: torch.dtype):
-    return (nullcontext() if dtype == torch.float32 else
-            torch.autocast(device.type, dtype=dtype))
-
-
 def train_step(model, batch: int, size: Tuple[int, int], device: torch.device,
                dtype: torch.dtype) -> Callable[[], None]:
     """A callable running one SGD step (forward, loss, backward, update)."""
@@ -116,7 +111,7 @@ def train_step(model, batch: int, size: Tuple[int, int], device: torch.device,
 
     def run():
         optimizer.zero_grad(set_to_none=True)
-        with _autocast(device, dtype):
+        with autocast(device, dtype):
             losses = model(images, samples, mode='loss')
         loss, _ = model.parse_losses(losses)
         loss.backward()
@@ -132,21 +127,22 @@ def infer_step(model, size: Tuple[int, int], device: torch.device,
 
     def run():
         model.eval()
-        with torch.no_grad(), _autocast(device, dtype):
+        with torch.no_grad(), autocast(device, dtype):
             model(images, mode='tensor')
 
     return run
 
 
 def run_end_to_end(device: torch.device, dtype: torch.dtype, batch: int,
-                   size: Tuple[int, int], warmup: int = 1, repeats: int = 3,
-                   infer: bool = False, heads=HEADS, overrides=None,
-                   log=print) -> List[E2EResult]:
-    """Time and measure every head's training step (and inference)."""
+                   size: Tuple[int, int], config_root: str, warmup: int = 1,
+                   repeats: int = 3, infer: bool = False, heads=HEADS,
+                   overrides=None, log=print) -> List[E2EResult]:
+    """Time and measure every head's training step (and inference);
+    ``config_root`` holds the heads' qkv configs (``configs/``)."""
     models: Dict[str, torch.nn.Module] = {}
     for head, config in heads:
         torch.manual_seed(0)
-        models[head] = build_model(config, device, overrides)
+        models[head] = build_model(config, config_root, device, overrides)
     phases = [('train', batch)] + ([('infer', 1)] if infer else [])
     results = []
     for phase, b in phases:

@@ -1,0 +1,23 @@
+# Stock GCNet R-50-D8 (ade20k) with the head swapped for AttentionHead
+# hosting QKVContextBlock: GCHead's structure and weights (its checkpoints
+# convert with tools/convert_mmseg_checkpoint.py); everything else (backbone,
+# data, schedule) is mmseg's.
+_base_ = ['mmseg::gcnet/gcnet_r50-d8_4xb4-80k_ade20k-512x512.py']
+custom_imports = dict(imports=['qkv_plugins'], allow_failed_imports=False)
+
+model = dict(
+    decode_head=dict(
+        _delete_=True,
+        type='AttentionHead',
+        attention=dict(type='QKVContextBlock', ratio=1 / 4.),
+        in_channels=2048,
+        in_index=3,
+        channels=512,
+        dropout_ratio=0.1,
+        num_classes=150,
+        norm_cfg=dict(type='SyncBN', requires_grad=True),
+        align_corners=False,
+        loss_decode=dict(
+            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)))
+# Per-run statistics for tools/make_table.py; RNG states in checkpoints.
+custom_hooks = [dict(type='RunStatsHook'), dict(type='RNGStateHook')]

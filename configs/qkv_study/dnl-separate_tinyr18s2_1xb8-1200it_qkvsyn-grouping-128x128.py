@@ -1,0 +1,4 @@
+_base_ = ['../_base_/qkvsyn-grouping_tinyr18s2_1200it.py']
+model = dict(
+    decode_head=dict(
+        attention=dict(type='QKVDisentangledNonLocal2d', qkv_mode='separate')))

@@ -1,4 +1,0 @@
-"""Pure analysis over tensors and files: FLOPs, the benchmark table."""
-from .flops import EXTRA_FLOP_HANDLES, count_flops
-
-__all__ = ['EXTRA_FLOP_HANDLES', 'count_flops']
