@@ -7,10 +7,14 @@ http and open-mmlab included, loads with ``weights_only=True``).
 """
 from importlib.util import find_spec
 
-from . import compat
-from .layers import (QKV_MODES, SIMILARITIES, QKVContextBlock,
-                     QKVCrissCrossAttention, QKVDisentangledNonLocal2d,
-                     QKVNonLocal2d, from_mmcv, record_attention)
+from .compat.requirements import check_torch
+
+check_torch()  # before anything needs a newer torch: a clear ImportError
+
+from . import compat  # noqa: E402
+from .layers import (  # noqa: E402
+    QKV_MODES, SIMILARITIES, QKVContextBlock, QKVCrissCrossAttention,
+    QKVDisentangledNonLocal2d, QKVNonLocal2d, from_mmcv, record_attention)
 
 __version__ = '0.1.0'
 

@@ -141,10 +141,7 @@ def train(config: Union[str, Config],
         runner = build_runner(cfg, launcher=launcher, amp=amp, resume=resume)
         runner.train()
     if torch_dist.is_initialized():
-        # every rank leaves together: a rank that exits while others still
-        # use the group can abort in gloo's threads
-        torch_dist.barrier()
-        torch_dist.destroy_process_group()
+        torch_dist.barrier()  # every rank has finished writing
     return True
 
 class CheckpointMismatch(ValueError):

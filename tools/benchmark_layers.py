@@ -55,6 +55,9 @@ def main() -> None:
                         help='end-to-end batch (default: 2 on GPU, 1 on CPU)')
     parser.add_argument('--e2e-infer', action='store_true',
                         help='also time whole-image inference (B=1, no grad)')
+    parser.add_argument('--e2e-infer-size', default=None, metavar='HxW',
+                        help='inference image (default: 1024x2048 on GPU, '
+                        'the crop on CPU)')
     parser.add_argument('--config-root', default='configs',
                         help='where the end-to-end heads\' qkv configs live')
     parser.add_argument('--out-dir', default='benchmarks')

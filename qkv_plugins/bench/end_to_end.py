@@ -136,21 +136,24 @@ def infer_step(model, size: Tuple[int, int], device: torch.device,
 def run_end_to_end(device: torch.device, dtype: torch.dtype, batch: int,
                    size: Tuple[int, int], config_root: str, warmup: int = 1,
                    repeats: int = 3, infer: bool = False, heads=HEADS,
-                   overrides=None, log=print) -> List[E2EResult]:
-    """Time and measure every head's training step (and inference);
-    ``config_root`` holds the heads' qkv configs (``configs/``)."""
+                   overrides=None, infer_size: Optional[Tuple[int, int]] = None,
+                   log=print) -> List[E2EResult]:
+    """Time and measure every head's training step (and inference, on
+    ``infer_size`` images, default ``size``); ``config_root`` holds the
+    heads' qkv configs (``configs/``)."""
     models: Dict[str, torch.nn.Module] = {}
     for head, config in heads:
         torch.manual_seed(0)
         models[head] = build_model(config, config_root, device, overrides)
-    phases = [('train', batch)] + ([('infer', 1)] if infer else [])
+    phases = [('train', batch, size)] + (
+        [('infer', 1, infer_size or size)] if infer else [])
     results = []
-    for phase, b in phases:
-        rows = [E2EResult(head, config, phase, b, *size, str(dtype)[6:])
+    for phase, b, shape in phases:
+        rows = [E2EResult(head, config, phase, b, *shape, str(dtype)[6:])
                 for head, config in heads]
-        make = ((lambda m: train_step(m, b, size, device, dtype))
+        make = ((lambda m: train_step(m, b, shape, device, dtype))
                 if phase == 'train' else
-                (lambda m: infer_step(m, size, device, dtype)))
+                (lambda m: infer_step(m, shape, device, dtype)))
         steps = [make(models[h]) for h, _ in heads]
         for row, ms in zip(rows, interleaved_ms(steps, device, warmup,
                                                 repeats)):
@@ -161,9 +164,10 @@ def run_end_to_end(device: torch.device, dtype: torch.dtype, batch: int,
         configure_cpu_memory()  # slows steps: after all the timings
     for row in results:
         model = models[row.head]
-        step = (train_step(model, row.batch, size, device, dtype)
+        shape = (row.height, row.width)
+        step = (train_step(model, row.batch, shape, device, dtype)
                 if row.phase == 'train' else
-                infer_step(model, size, device, dtype))
+                infer_step(model, shape, device, dtype))
         try:
             step()  # momentum buffers and caches exist before measuring
             row.peak_mib = extra_peak_mib(step, device)

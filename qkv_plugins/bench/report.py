@@ -124,7 +124,7 @@ def plot(results: List[Result], path: Path) -> None:
     plt.close(fig)
 
 
-def _device_tag(device: torch.device) -> str:
+def device_tag(device: torch.device) -> str:
     return ('cpu' if device.type == 'cpu' else
             torch.cuda.get_device_name(device).split()[-1].lower())
 
@@ -135,6 +135,7 @@ def e2e_command(args) -> str:
     for flag, value, default in (
             ('--e2e-size', args.e2e_size, None),
             ('--e2e-batch', args.e2e_batch, None),
+            ('--e2e-infer-size', getattr(args, 'e2e_infer_size', None), None),
             ('--dtype', args.dtype, None),
             ('--repeats', args.repeats, E2E_REPEATS),
             ('--warmup', args.warmup, E2E_WARMUP)):
@@ -148,6 +149,8 @@ def e2e_command(args) -> str:
 # End-to-end defaults: (batch, (H, W)) per device kind.
 E2E_GPU = (2, (512, 1024))
 E2E_CPU = (1, (256, 512))
+# Whole-image inference: a Cityscapes image on GPU, the crop on CPU.
+E2E_GPU_INFER = (1024, 2048)
 E2E_REPEATS, E2E_WARMUP = 3, 1
 
 
@@ -161,14 +164,20 @@ def end_to_end_from_args(args, overrides=None) -> Path:
     if args.e2e_size:
         size = tuple(int(v) for v in args.e2e_size.lower().split('x'))
     batch = args.e2e_batch or batch
+    infer_size = getattr(args, 'e2e_infer_size', None)
+    if infer_size:
+        infer_size = tuple(int(v) for v in infer_size.lower().split('x'))
+    elif device.type == 'cuda':
+        infer_size = E2E_GPU_INFER
     repeats = E2E_REPEATS if args.repeats is None else args.repeats
     warmup = E2E_WARMUP if args.warmup is None else args.warmup
     print(f'[e2e] B={batch} {size[0]}x{size[1]} on '
           f'{describe_machine(device)}, {dtype}')
     results = run_end_to_end(device, dtype, batch, size, args.config_root,
                              warmup, repeats, infer=args.e2e_infer,
-                             overrides=overrides)
-    out = Path(args.out_dir) / f'e2e-{_device_tag(device)}'
+                             overrides=overrides, infer_size=infer_size)
+    out = Path(args.out_dir) / (f'e2e-{device_tag(device)}'
+                                + getattr(args, 'out_suffix', ''))
     title = (f'End-to-end benchmark: {describe_machine(device)}, '
              f'{str(dtype)[6:]}')
     text = e2e_markdown(results, title, e2e_command(args))
@@ -200,7 +209,7 @@ def main_from_args(args) -> None:
     print(f'[benchmark] {len(cases)} cases on {describe_machine(device)}, {dtype}')
     results = run_cases(cases, device, dtype, args.warmup, args.repeats,
                         args.min_seconds)
-    out = Path(args.out_dir) / f'layers-{_device_tag(device)}{"-quick" if args.quick else ""}'
+    out = Path(args.out_dir) / f'layers-{device_tag(device)}{"-quick" if args.quick else ""}'
     title = f'Layer benchmark: {describe_machine(device)}, {str(dtype)[6:]}'
     command = 'python tools/benchmark_layers.py' + ''.join(
         flag for flag, on in ((' --quick', args.quick),

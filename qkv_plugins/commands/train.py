@@ -2,6 +2,9 @@
 fixes for the pinned stack: CPU distributed, safe checkpoint loading, a
 locked work dir, finished runs left finished)."""
 import argparse
+import logging
+import os
+import sys
 
 from mmengine.config import DictAction
 
@@ -35,6 +38,15 @@ def main(argv=None) -> None:
               resume=args.resume)
     except (WorkDirBusy, WorkDirConflict) as error:
         raise SystemExit(f'train: {error}') from None
+    if args.launcher != 'none':
+        # A distributed CPU (gloo) process sometimes aborts in interpreter
+        # teardown ("terminate called without an active exception") after
+        # all its work is done, which the launcher reports as a failure:
+        # flush what is buffered and leave without the teardown.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 if __name__ == '__main__':

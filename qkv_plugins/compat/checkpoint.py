@@ -7,6 +7,7 @@ message hub and meta). Rather than switching the safe loader off, we add
 exactly those types to torch's allow-list (and, for the ``getattr`` that
 pickled functions need, a stand-in that fetches nothing else).
 """
+import _codecs
 import glob
 import os
 import pickle
@@ -26,7 +27,10 @@ def _numpy_types() -> List[object]:
     except ImportError:  # numpy 1.x
         from numpy.core.multiarray import _reconstruct, scalar
     dtype_classes = [type(np.dtype(t)) for t in np.sctypeDict.values()]
-    return [_reconstruct, scalar, np.ndarray, np.dtype, *set(dtype_classes)]
+    # _codecs.encode rebuilds the bytes of arrays pickled with protocol 2
+    # (string -> bytes, nothing else); torch >= 2.5 allows it by default.
+    return [_reconstruct, scalar, np.ndarray, np.dtype, *set(dtype_classes),
+            _codecs.encode]
 
 
 def mmengine_checkpoint_types() -> List[object]:
@@ -57,16 +61,25 @@ def history_buffer_method(owner: object, name: str):
         f'HistoryBuffer statistics methods {sorted(allowed)} are allowed')
 
 
-def allow_mmengine_checkpoints() -> None:
-    """Allow-list mmengine's checkpoint types for ``weights_only`` loading.
+def as_pickled_getattr(fn):
+    """``fn`` under the name pickle writes for ``getattr``
+    (``builtins.getattr``): the key by which every torch from 2.4 finds an
+    allow-listed global (2.4 takes no ``(fn, name)`` pairs)."""
 
-    A no-op on torch versions without ``add_safe_globals`` (< 2.4), where
-    ``torch.load`` does not default to ``weights_only=True``.
-    """
-    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
-    if add_safe_globals is not None:
-        add_safe_globals([*mmengine_checkpoint_types(),
-                          (history_buffer_method, 'builtins.getattr')])
+    def getattr_stand_in(owner: object, name: str):
+        return fn(owner, name)
+
+    getattr_stand_in.__module__ = 'builtins'
+    getattr_stand_in.__name__ = getattr_stand_in.__qualname__ = 'getattr'
+    return getattr_stand_in
+
+
+def allow_mmengine_checkpoints() -> None:
+    """Allow-list mmengine's checkpoint types for ``weights_only`` loading
+    (torch >= 2.4, which the package requires)."""
+    torch.serialization.add_safe_globals(
+        [*mmengine_checkpoint_types(),
+         as_pickled_getattr(history_buffer_method)])
 
 
 def atomic_checkpoint_saving() -> None:

@@ -178,12 +178,6 @@ class QKVContextBlock(RecordsAttention, nn.Module):
                 if transform.expand.bias is not None:
                     nn.init.zeros_(transform.expand.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """[B, C, H, W] -> [B, C, H, W]."""
-        out, weights = self.forward_with_weights(x, need_weights=self.recording)
-        self._record(weights)
-        return out
-
     def forward_with_weights(
             self,
             x: Tensor,

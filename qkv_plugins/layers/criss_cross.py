@@ -74,13 +74,6 @@ class QKVCrissCrossAttention(RecordsAttention, nn.Module):
         # The one zero factor: the block starts as identity.
         self.gamma = nn.Parameter(torch.tensor(0.0))
 
-    def forward(self, x: Tensor) -> Tensor:
-        """[B, C, H, W] -> [B, C, H, W]."""
-        out, weights = self.forward_with_weights(x, need_weights=self.recording)
-        for hop in weights or ():
-            self._record(hop)
-        return out
-
     def forward_with_weights(
             self,
             x: Tensor,

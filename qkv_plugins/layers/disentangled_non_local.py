@@ -156,12 +156,6 @@ class QKVDisentangledNonLocal2d(RecordsAttention, nn.Module):
         learnt scale (initialised at 1/temperature) takes its place."""
         return 1.0 / self.temperature if self.similarity.kind == 'dot' else 1.0
 
-    def forward(self, x: Tensor) -> Tensor:
-        """[B, C, H, W] -> [B, C, H, W]."""
-        out, weights = self.forward_with_weights(x, need_weights=self.recording)
-        self._record(weights)
-        return out
-
     def forward_with_weights(
             self,
             x: Tensor,

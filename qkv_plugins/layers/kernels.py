@@ -36,6 +36,16 @@ def _float32_scores(device_type: str):
     return nullcontext()
 
 
+def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
+    """The dtype autocast casts to on ``device_type``, None when it is off."""
+    if not torch.is_autocast_enabled(device_type):
+        return None
+    get = getattr(torch, 'get_autocast_dtype', None)
+    if get is not None:  # torch >= 2.4
+        return get(device_type)
+    return torch.get_autocast_cpu_dtype()
+
+
 def _explicit_is_faster(q: Tensor, v: Tensor) -> bool:
     """On CPU, maps up to 8,192 positions with wide heads (the identity
     modes: head size = in_channels) run faster as matmul → softmax → matmul
@@ -124,6 +134,14 @@ def dense_attention(q: Tensor,
         # change no logit (on Q and K) and add output columns we drop (on V).
         width = max(q.shape[-1], out_channels)
         q, k, v = (F.pad(t, (0, width - t.shape[-1])) for t in (q, k, v))
+    if q.device.type == 'cpu' and torch.float16 in (q.dtype,
+                                                    _autocast_dtype('cpu')):
+        # CPU kernels before torch 2.5 form fp16 logits, which overflow on
+        # large activations; fp16 brings no speed on a CPU anyway.
+        with _float32_scores('cpu'):
+            out = F.scaled_dot_product_attention(q.float(), k.float(),
+                                                 v.float(), scale=scale)
+        return out[..., :out_channels].to(v.dtype), None
     out = F.scaled_dot_product_attention(q, k, v, scale=scale)
     return out[..., :out_channels], None
 

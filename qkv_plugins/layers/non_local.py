@@ -100,12 +100,6 @@ class QKVNonLocal2d(RecordsAttention, nn.Module):
         if zero.bias is not None:
             nn.init.zeros_(zero.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """[B, C, H, W] -> [B, C, H, W]."""
-        out, weights = self.forward_with_weights(x, need_weights=self.recording)
-        self._record(weights)
-        return out
-
     def forward_with_weights(
             self,
             x: Tensor,

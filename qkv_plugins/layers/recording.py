@@ -11,7 +11,8 @@ from torch import Tensor
 
 
 class RecordsAttention:
-    """Mixin for layers whose attention weights can be recorded."""
+    """Mixin for layers whose attention weights can be recorded; gives them
+    their ``forward`` from their ``forward_with_weights``."""
 
     _attention_sink: Optional[List[Tensor]] = None
 
@@ -22,6 +23,16 @@ class RecordsAttention:
     def _record(self, weights: Optional[Tensor]) -> None:
         if self._attention_sink is not None and weights is not None:
             self._attention_sink.append(weights.detach())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """[B, C, H, W] -> [B, C, H, W]: the fast path, or the explicit path
+        while recording (the layer's ``forward_with_weights`` returns its
+        output and its weights: one tensor, or a list of hops)."""
+        out, weights = self.forward_with_weights(x,
+                                                 need_weights=self.recording)
+        for hop in weights if isinstance(weights, list) else [weights]:
+            self._record(hop)
+        return out
 
 
 def attention_layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:

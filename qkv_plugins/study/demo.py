@@ -98,7 +98,8 @@ def main() -> None:
     parser.add_argument('--full', action='store_true',
                         help='criss-cross heads too, 5 seeds')
     parser.add_argument('--configs', required=True, metavar='DIR',
-                        help='the study configs (configs/qkv_study)')
+                        help='the study configs: configs/qkv_study of the '
+                        'repository checkout (an installed wheel has none)')
     parser.add_argument('--publish', action='store_true',
                         help='copy the table to --publish-dir')
     parser.add_argument('--publish-dir', default='benchmarks')
