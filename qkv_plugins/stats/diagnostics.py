@@ -45,6 +45,35 @@ def asymmetry(weights: Tensor) -> Tensor:
     return (diff / weights.flatten(-2).norm(dim=-1)).mean()
 
 
+def logit_asymmetry(weights: Tensor) -> Tensor:
+    """Asymmetry of the logits behind square row-softmax maps.
+
+    ``‖C − Cᵀ‖ / ‖C‖`` over off-diagonal entries, ``C = J · log A · J``
+    (J the centring matrix): double centring removes softmax's per-row
+    shift, so C is the centred logits, and 0 (up to rounding) for a
+    symmetric score such as Q = K. A masked diagonal (weight 0) is filled
+    with its row's mean off-diagonal log-weight, which keeps that property.
+    NaN where the centred logits vanish (query-independent maps).
+    """
+    n = weights.shape[-1]
+    if n < 2:
+        return weights.new_tensor(math.nan)
+    eye = torch.eye(n, dtype=torch.bool, device=weights.device)
+    log_w = weights.double().clamp_min(1e-300).log()
+    if bool((weights.diagonal(dim1=-2, dim2=-1) == 0).all()):  # masked
+        off_mean = log_w.masked_fill(eye, 0).sum(-1, keepdim=True) / (n - 1)
+        log_w = torch.where(eye, off_mean.expand_as(log_w), log_w)
+    centred = (log_w - log_w.mean(-1, keepdim=True) -
+               log_w.mean(-2, keepdim=True) +
+               log_w.mean((-2, -1), keepdim=True))
+    off = ~eye
+    scale = centred[..., off].norm()
+    if scale <= 1e-9 * log_w[..., off].norm():
+        return weights.new_tensor(math.nan)
+    return ((centred - centred.transpose(-1, -2))[..., off].norm() /
+            scale).to(weights.dtype)
+
+
 def query_independence(weights: Tensor) -> Tensor:
     """Mean cosine distance between the maps of different queries (GCNet's
     measure): near 0 when every query attends alike."""
