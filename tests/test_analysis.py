@@ -101,9 +101,10 @@ def test_table_joins_attention_diagnostics(tmp_path):
         (tmp_path / nl / f'seed{seed}' / 'attention_diagnostics.json') \
             .write_text(json.dumps({'decode_head.attention': dict(
                 scaled_self_affinity=3.0, self_top1=0.5, entropy=entropy,
-                asymmetry=0.0, query_independence=0.1)}))
+                asymmetry=0.0, logit_asymmetry=0.25,
+                query_independence=0.1)}))
     variants, problems = collect(str(tmp_path))
     text = to_markdown(variants, problems)
-    assert ('| self-aff. ×keys | self top-1 | entropy | asym. | q-indep. | '
-            'mass on source |') in text
-    assert '| 3.00 | 0.50 | 0.30 | 0.00 | 0.10 | - |' in text
+    assert ('| self-aff. ×keys | self top-1 | entropy | asym. | logit asym. | '
+            'q-indep. | mass on source |') in text
+    assert '| 3.00 | 0.50 | 0.30 | 0.00 | 0.25 | 0.10 | - |' in text

@@ -103,6 +103,7 @@ def test_diagnostics_hook_in_a_short_training(tiny_data, tmp_path):
     stats = result['decode_head.attention']
     assert 0 <= stats['self_affinity'] <= 1
     assert 0 <= stats['entropy'] <= 1 and 'asymmetry' in stats
+    assert stats['logit_asymmetry'] > 0  # separate Q and K
     # cyclic track: mass on the source object, from obj_dir
     assert 0 <= stats['source_mass'] <= 1
 

@@ -16,7 +16,8 @@ from ..io import write_text_atomic
 from ..layers.catalog import entry_for
 from ..layers.recording import (attention_layers, start_recording,
                                 stop_recording)
-from ..stats.diagnostics import asymmetry, mass_on, summarize
+from ..stats.diagnostics import (asymmetry, logit_asymmetry, mass_on,
+                                 summarize)
 from ..study.synthetic import source_of
 from ..workdir import DIAGNOSTICS_FILE
 
@@ -85,6 +86,11 @@ class AttentionDiagnosticsHook(Hook):
         stats.pop('asymmetry', None)
         if square is not None:
             stats['asymmetry'] = float(asymmetry(square.float()))
+            # of the logits: 0 for symmetric scores, whatever softmax does
+            # to the weights; n/a (absent) for query-independent maps
+            logit = float(logit_asymmetry(square))
+            if logit == logit:
+                stats['logit_asymmetry'] = logit
         if objects is not None:
             source = _source_mass(weights, entry, objects)
             if source is not None:

@@ -24,6 +24,7 @@ DIAGNOSTIC_COLUMNS = (
     ('self_top1', 'self top-1', '.2f'),
     ('entropy', 'entropy', '.2f'),
     ('asymmetry', 'asym.', '.2f'),
+    ('logit_asymmetry', 'logit asym.', '.2f'),
     ('query_independence', 'q-indep.', '.2f'),
     ('source_mass', 'mass on source', '.2f'),
 )
@@ -246,7 +247,9 @@ def to_markdown(variants: List[Variant], problems: List[str],
                  'a position gives itself × number of keys it sees (1 = '
                  'uniform); self top-1 = share of positions whose top key is '
                  'themselves; entropy = normalised entropy (1 = uniform); '
-                 'asym. = ‖A − Aᵀ‖/‖A‖; q-indep. = mean cosine distance '
+                 'asym. = ‖A − Aᵀ‖/‖A‖; logit asym. = the same of the '
+                 'double-centred log-weights (0 for symmetric scores); '
+                 'q-indep. = mean cosine distance '
                  "between different queries' maps (GCNet); mass on source = "
                  'attention mass that object pixels put on the object their '
                  'label comes from (cyclic track).\n')
