@@ -95,7 +95,8 @@ def run_state(work_dir: Union[str, Path],
     return 'other', other
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -144,7 +145,7 @@ def acquire(work_dir: Union[str, Path]) -> Path:
                               f'{path}') from None
         if (holder.get('host') == record['host']
                 and isinstance(holder.get('pid'), int)
-                and not _pid_alive(holder['pid'])):
+                and not pid_alive(holder['pid'])):
             path.unlink(missing_ok=True)  # stale: its process is gone
             continue
         raise WorkDirBusy(

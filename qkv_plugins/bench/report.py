@@ -26,15 +26,11 @@ def layer_variants(layer: str) -> List[Tuple[str, str, bool]]:
     """The (qkv_mode, similarity, mask_self) cases a layer accepts: every
     mode with dot similarity, then :data:`EXTRA`."""
     entry = entry_named(layer)
-    variants = []
-    for mode, sim, mask in [(m, 'dot', False) for m in QKV_MODES] + list(EXTRA):
-        try:
-            entry.cls(16, **{**entry.bench_options, 'qkv_mode': mode,
-                             'similarity': sim, 'mask_self': mask})
-        except ValueError:
-            continue
-        variants.append((mode, sim, mask))
-    return variants
+    return [(mode, sim, mask)
+            for mode, sim, mask in [(m, 'dot', False) for m in QKV_MODES] +
+            list(EXTRA)
+            if entry.accepts(**entry.bench_options, qkv_mode=mode,
+                             similarity=sim, mask_self=mask)]
 
 
 def default_cases(layers, on_gpu: bool, quick: bool) -> List[Case]:

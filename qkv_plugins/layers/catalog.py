@@ -70,16 +70,18 @@ class LayerEntry:
         params = inspect.signature(self.cls).parameters.values()
         return {p.name: p.default for p in params if p.kind == p.KEYWORD_ONLY}
 
+    def accepts(self, **options) -> bool:
+        """Whether the layer can be built with ``options`` (it raises a
+        ValueError for a combination it refuses)."""
+        try:
+            self.cls(16, **options)
+        except ValueError:
+            return False
+        return True
+
     def modes(self) -> List[str]:
         """The ``qkv_mode`` values the layer accepts (with its defaults)."""
-        accepted = []
-        for mode in QKV_MODES:
-            try:
-                self.cls(16, qkv_mode=mode)
-            except ValueError:
-                continue
-            accepted.append(mode)
-        return accepted
+        return [mode for mode in QKV_MODES if self.accepts(qkv_mode=mode)]
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from .maps import dense_grid, dense_macs, dense_maps, dense_matrix
 from .options import (CONSTANT_QUERY_MODES, QKV_MODES, check_bool,
                       check_choice, check_input, check_positive_int,
                       check_similarity)
+from .projection import zero_init_
 from .recording import RecordsAttention
 
 POOLING_TYPES = ('att', )
@@ -174,9 +175,7 @@ class QKVContextBlock(RecordsAttention, nn.Module):
             nn.init.zeros_(self.key.bias)
         for transform in (self.channel_add, self.channel_mul):
             if transform is not None:
-                nn.init.zeros_(transform.expand.weight)
-                if transform.expand.bias is not None:
-                    nn.init.zeros_(transform.expand.bias)
+                zero_init_(transform.expand)
 
     def forward_with_weights(
             self,

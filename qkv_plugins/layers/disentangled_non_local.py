@@ -32,7 +32,7 @@ from .maps import dense_grid, dense_macs, dense_maps, dense_matrix
 from .options import (CONSTANT_QUERY_MODES, QKV_MODES, check_bool,
                       check_choice, check_input, check_positive_int,
                       reduced_channels)
-from .projection import QKVProjection, normal_init_
+from .projection import QKVProjection, normal_init_, zero_init_
 from .recording import RecordsAttention
 from .similarity import Similarity
 
@@ -145,10 +145,7 @@ class QKVDisentangledNonLocal2d(RecordsAttention, nn.Module):
         """mmseg's init: N(0, std) projections, a zero output factor; the
         unary conv keeps PyTorch's default init, as mmseg's ``conv_mask``."""
         normal_init_(self.proj, std)
-        zero = self.out.norm if self.out.with_norm else self.out.conv
-        nn.init.zeros_(zero.weight)
-        if zero.bias is not None:
-            nn.init.zeros_(zero.bias)
+        zero_init_(self.out)
 
     @property
     def logit_factor(self) -> float:

@@ -40,10 +40,7 @@ def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
     """The dtype autocast casts to on ``device_type``, None when it is off."""
     if not torch.is_autocast_enabled(device_type):
         return None
-    get = getattr(torch, 'get_autocast_dtype', None)
-    if get is not None:  # torch >= 2.4
-        return get(device_type)
-    return torch.get_autocast_cpu_dtype()
+    return torch.get_autocast_dtype(device_type)
 
 
 def _explicit_is_faster(q: Tensor, v: Tensor) -> bool:

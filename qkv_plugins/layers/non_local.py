@@ -21,7 +21,7 @@ from .kernels import dense_attention
 from .maps import dense_grid, dense_macs, dense_maps, dense_matrix
 from .options import (check_bool, check_choice, check_input, check_positive_int,
                       check_similarity, reduced_channels, QKV_MODES)
-from .projection import QKVProjection, normal_init_
+from .projection import QKVProjection, normal_init_, zero_init_
 from .recording import RecordsAttention
 from .similarity import Similarity
 
@@ -95,10 +95,7 @@ class QKVNonLocal2d(RecordsAttention, nn.Module):
     def init_weights(self, std: float = 0.01) -> None:
         """mmcv's init: N(0, std) projections, a zero output factor."""
         normal_init_(self.proj, std)
-        zero = self.out.norm if self.out.with_norm else self.out.conv
-        nn.init.zeros_(zero.weight)
-        if zero.bias is not None:
-            nn.init.zeros_(zero.bias)
+        zero_init_(self.out)
 
     def forward_with_weights(
             self,

@@ -81,6 +81,16 @@ class QKVProjection(nn.Module):
         return f'qkv_mode={self.qkv_mode!r}'
 
 
+def zero_init_(module: nn.Module) -> None:
+    """Zero weight and bias: the one zero factor that makes a residual block
+    start as the identity (of a ConvModule: its norm if it has one)."""
+    target = getattr(module, 'norm', None) if getattr(
+        module, 'with_norm', False) else getattr(module, 'conv', module)
+    nn.init.zeros_(target.weight)
+    if target.bias is not None:
+        nn.init.zeros_(target.bias)
+
+
 def normal_init_(module: nn.Module, std: float) -> None:
     """Normal(0, std) weights and zero biases for every conv in ``module``."""
     for m in module.modules():

@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Sequence, Tuple
+from typing import Callable, Dict, List, Sequence, Tuple
 
 from ..io import write_text_atomic
 from ..workdir import DIAGNOSTICS_FILE, PLAN_FILE, RunFileError, run_state
@@ -23,6 +23,8 @@ class Run:
     config: Path
     seed: int
     work_dir: Path
+    _requested: Dict[tuple, Tuple[str, int]] = field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -35,13 +37,23 @@ class Run:
                    'randomness.seed': self.seed}
         return load_config(str(self.config), options, str(self.work_dir))
 
+    def requested(self, cfg_options: Sequence[str] = ()) -> Tuple[str, int]:
+        """(fingerprint, max_iters) of the requested run; the config is read
+        once per set of options (the sweep asks before and after training
+        and again for diagnostics)."""
+        key = tuple(cfg_options)
+        if key not in self._requested:
+            cfg = self.config_for(cfg_options)
+            self._requested[key] = (cfg.run_fingerprint,
+                                    cfg.get('train_cfg', {}).get('max_iters'))
+        return self._requested[key]
+
     def state(self, cfg_options: Sequence[str] = ()) -> Tuple[str, str]:
         """(state, why): :func:`~qkv_plugins.workdir.run_state` for this
         config, seed and length, or ``'corrupt'`` with the file's error."""
-        cfg = self.config_for(cfg_options)
+        fingerprint, max_iters = self.requested(cfg_options)
         try:
-            return run_state(self.work_dir, cfg.run_fingerprint,
-                             cfg.get('train_cfg', {}).get('max_iters'))
+            return run_state(self.work_dir, fingerprint, max_iters)
         except RunFileError as error:
             return 'corrupt', str(error)
 

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ...io import umask_mode
+from ...workdir import pid_alive
 from .tracks import IMAGE_SIZE, TRACKS
 
 DEFAULT_ROOT = 'data/qkv_synthetic'
@@ -73,16 +74,6 @@ def _temp_prefix(root: Path) -> str:
     return f'.{root.name}.tmp-'
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_temps(root: Path, log=print) -> None:
     """Remove temporary folders of killed generator runs beside ``root``
     (named ``.<root>.tmp-<host>-<pid>-*``; only this host's dead pids)."""
@@ -92,7 +83,7 @@ def clean_stale_temps(root: Path, log=print) -> None:
         if len(parts) < 3 or not parts[-2].isdigit():
             continue
         owner, pid = '-'.join(parts[:-2]), int(parts[-2])
-        if owner == host and not _pid_alive(pid) and (tmp / MARKER).exists():
+        if owner == host and not pid_alive(pid) and (tmp / MARKER).exists():
             shutil.rmtree(tmp, ignore_errors=True)
             log(f'[make_dataset] removed {tmp}, left by a killed run')
 
