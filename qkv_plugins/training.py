@@ -181,17 +181,20 @@ def test(config: Union[str, Config],
          cfg_options: Optional[dict] = None,
          work_dir: Optional[str] = None,
          launcher: str = 'none',
-         diagnostics: bool = False,
+         diagnostics: Union[bool, dict] = False,
          allow_partial: bool = False) -> dict:
     """Evaluate ``checkpoint`` on the config's test set; return the metrics.
 
-    A checkpoint that does not fit the model raises CheckpointMismatch
-    (unless ``allow_partial``) before anything is evaluated.
+    ``diagnostics``: True, or the ``AttentionDiagnosticsHook`` arguments
+    as a dict, to write attention diagnostics to the work dir. A checkpoint
+    that does not fit the model raises CheckpointMismatch (unless
+    ``allow_partial``) before anything is evaluated.
     """
+    hook = ({} if diagnostics is True else dict(diagnostics or {}))
     runner = build_runner(
         config, cfg_options=cfg_options, work_dir=work_dir,
         launcher=launcher, load_from=checkpoint,
-        extra_hooks=[dict(type='AttentionDiagnosticsHook')]
+        extra_hooks=[dict(type='AttentionDiagnosticsHook', **hook)]
         if diagnostics else ())
     if not allow_partial:
         check_checkpoint_fits(runner.model, checkpoint)

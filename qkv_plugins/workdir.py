@@ -25,6 +25,9 @@ from .io import umask_mode
 LOCK_FILE = '.qkv_lock.json'  # training.train
 STATS_FILE = 'run_stats.json'  # RunStatsHook
 DIAGNOSTICS_FILE = 'attention_diagnostics.json'  # AttentionDiagnosticsHook
+# the same with every layer's self mask lifted (mask_self models)
+LIFTED_DIAGNOSTICS_FILE = 'attention_diagnostics_lifted.json'
+TEST_METRICS_FILE = 'test_metrics.json'  # the study's test-split evaluation
 PLAN_FILE = 'sweep.json'  # study.sweep, at the sweep's root
 # Keys that say where and how a run executes, not what it computes.
 _NOT_FINGERPRINTED = ('work_dir', 'resume', 'load_from', 'launcher', 'env_cfg',

@@ -30,9 +30,10 @@ __all__ = ['build_layer', 'LAYERS', 'qkv_plugins']
 
 @pytest.fixture(scope='session')
 def tiny_data(tmp_path_factory):
-    """A small embedded dataset (16 train, 8 val images per track)."""
+    """A small embedded dataset (16 train, 8 val, 8 test images per
+    track)."""
     from qkv_plugins.study.synthetic import make_dataset
     root = tmp_path_factory.mktemp('data') / 'qkv_synthetic'
-    make_dataset(root, seed=0, splits={'train': 16, 'val': 8},
+    make_dataset(root, seed=0, splits={'train': 16, 'val': 8, 'test': 8},
                  log=lambda *_: None)
     return root

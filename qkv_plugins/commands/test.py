@@ -1,9 +1,13 @@
 """Evaluate a checkpoint on a config's test set (mmseg's tools/test.py)."""
 import argparse
+import json
 
 from mmengine.config import DictAction
 
+from ..cli import at_least
+from ..io import write_text_atomic
 from ..training import LAUNCHERS, CheckpointMismatch, test
+from ..workdir import DIAGNOSTICS_FILE, LIFTED_DIAGNOSTICS_FILE
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -15,7 +19,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='override settings, e.g. key=value a.b=1')
     parser.add_argument('--diagnostics', action='store_true',
                         help='also write attention diagnostics '
-                        '(attention_diagnostics.json) to the work dir')
+                        f'({DIAGNOSTICS_FILE}) to the work dir')
+    parser.add_argument('--diagnostics-batches', type=at_least(0), default=8,
+                        help='batches the diagnostics analyse (0: all)')
+    parser.add_argument('--lift-mask', action='store_true',
+                        help='diagnostics with every layer\'s mask_self '
+                        f'lifted, to {LIFTED_DIAGNOSTICS_FILE} (the outputs '
+                        'change: the metrics are not the model\'s own)')
+    parser.add_argument('--metrics-out', metavar='FILE',
+                        help='also write the metrics to FILE as JSON')
     parser.add_argument('--allow-partial', action='store_true',
                         help='evaluate even if the checkpoint lacks some of '
                         "the model's weights or has others (they stay as "
@@ -28,11 +40,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     try:
-        test(args.config, args.checkpoint, cfg_options=args.cfg_options,
-             work_dir=args.work_dir, launcher=args.launcher,
-             diagnostics=args.diagnostics, allow_partial=args.allow_partial)
+        diagnostics = args.diagnostics or args.lift_mask
+        if diagnostics:
+            diagnostics = dict(max_batches=args.diagnostics_batches or None)
+            if args.lift_mask:
+                diagnostics.update(lift_mask=True,
+                                   out_file=LIFTED_DIAGNOSTICS_FILE)
+        metrics = test(args.config, args.checkpoint,
+                       cfg_options=args.cfg_options, work_dir=args.work_dir,
+                       launcher=args.launcher, diagnostics=diagnostics,
+                       allow_partial=args.allow_partial)
     except CheckpointMismatch as error:
         raise SystemExit(f'test: {error}') from None
+    from mmengine.dist import get_rank
+    if args.metrics_out and get_rank() == 0:
+        write_text_atomic(args.metrics_out, json.dumps(
+            dict(checkpoint=args.checkpoint, metrics=metrics), indent=1))
 
 
 if __name__ == '__main__':

@@ -42,7 +42,12 @@ class AttentionHead(FCNHead):
         for key in ('conv_cfg', 'norm_cfg'):
             if key in accepted and key not in cfg:
                 cfg[key] = getattr(self, key)
-        self.attention = MODELS.build(cfg)
+        # Built on a fork of the RNG: whatever the layer draws, the parts
+        # built and initialised after it (the backbone's init runs later)
+        # start alike for every layer and mode at one seed, so that seeds
+        # pair variants.
+        with torch.random.fork_rng(devices=[]):
+            self.attention = MODELS.build(cfg)
 
     def forward(self, inputs) -> Tensor:
         x = self._transform_inputs(inputs)

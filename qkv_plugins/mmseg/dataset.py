@@ -2,10 +2,8 @@
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from ..study.synthetic import TRACKS, verify_dataset
+from ..study.synthetic import SPLITS, TRACKS, verify_dataset
 from ..study.synthetic.drawing import PALETTE
-
-SPLITS = ('train', 'val')
 
 
 @DATASETS.register_module()
@@ -14,7 +12,7 @@ class QKVSyntheticDataset(BaseSegDataset):
 
     Args:
         track: A name in :data:`qkv_plugins.synthetic.TRACKS`.
-        split: ``'train'`` or ``'val'``.
+        split: ``'train'``, ``'val'`` or ``'test'`` (held out).
         data_root: The generated tree (``data/qkv_synthetic``).
         **kwargs: Other BaseSegDataset arguments (``pipeline``, ...).
     """
@@ -26,7 +24,7 @@ class QKVSyntheticDataset(BaseSegDataset):
                              f'a track; known: {sorted(TRACKS)}')
         if split not in SPLITS:
             raise ValueError(f'QKVSyntheticDataset: split={split!r}; '
-                             f'allowed: {SPLITS}')
+                             f'allowed: {tuple(SPLITS)}')
         # Before anything reads a file: a clear error naming the fix.
         verify_dataset(data_root, track, split)
         classes = TRACKS[track].classes

@@ -19,6 +19,7 @@ from ..layers.recording import (attention_layers, start_recording,
 from ..stats.diagnostics import (asymmetry, logit_asymmetry, mass_on,
                                  summarize)
 from ..study.synthetic import source_of
+from ..study.synthetic.tracks import IGNORE_INDEX
 from ..workdir import DIAGNOSTICS_FILE
 
 # Source-object mass needs the dense N × N map: skipped above this size.
@@ -33,19 +34,34 @@ class AttentionDiagnosticsHook(Hook):
     ``<work_dir>/attention_diagnostics.json``; criss-cross statistics are per
     hop. On the cyclic track (object maps in ``obj_dir``) it also records
     ``source_mass``: the attention mass that object pixels put on the object
-    their label comes from.
+    their label comes from, with its chance references.
+
+    Where the dense map is small enough, statistics of a position's own key
+    are also taken apart over labelled (object) and unlabelled (background)
+    query positions: ``self_top1_obj``/``_bg``, ``scaled_self_affinity_obj``
+    /``_bg``, with ``self_top1_chance`` (1 / keys; the scaled affinity's
+    chance is 1).
 
     Args:
         max_queries: Queries sampled per map (evenly spaced), bounding memory.
         max_batches: Batches per evaluation to analyse (None: all).
+        lift_mask: Evaluate with every layer's ``mask_self`` off (restored
+            afterwards): what a masked model's logits give a position's own
+            key. The model's outputs change too; its metrics are not its own.
+        out_file: File name in the work dir.
     """
 
     priority = 'NORMAL'
 
     def __init__(self, max_queries: int = 1024,
-                 max_batches: Optional[int] = 8) -> None:
+                 max_batches: Optional[int] = 8,
+                 lift_mask: bool = False,
+                 out_file: str = DIAGNOSTICS_FILE) -> None:
         self.max_queries = max_queries
         self.max_batches = max_batches
+        self.lift_mask = lift_mask
+        self.out_file = out_file
+        self._lifted: List = []
         self._layers: List = []
         self._sums: Dict[str, Dict[str, float]] = {}
         self._counts: Dict[str, int] = {}
@@ -60,6 +76,11 @@ class AttentionDiagnosticsHook(Hook):
 
     def _reset(self, runner) -> None:
         self._layers = self._model_layers(runner)
+        if self.lift_mask:
+            self._lifted = [m for _, m, _ in self._layers
+                            if getattr(m, 'mask_self', False)]
+            for layer in self._lifted:
+                layer.mask_self = False
         self._sums = defaultdict(lambda: defaultdict(float))
         self._counts = defaultdict(int)
         self._batches = 0
@@ -73,14 +94,15 @@ class AttentionDiagnosticsHook(Hook):
     def _end_batch(self, data_batch=None) -> None:
         self._batches += 1
         objects = _object_maps(data_batch)
+        labels = _label_maps(data_batch)
         for name, layer, entry in self._layers:
             hops = entry.hops(layer)
             for index, weights in enumerate(stop_recording(layer)):
                 key = f'{name}/hop{index % hops}' if entry.per_hop else name
-                self._accumulate(key, weights, entry, objects)
+                self._accumulate(key, weights, entry, objects, labels)
 
     @torch.no_grad()
-    def _accumulate(self, key, weights, entry, objects) -> None:
+    def _accumulate(self, key, weights, entry, objects, labels) -> None:
         maps, own, square = entry.maps(weights, self.max_queries)
         stats = summarize(maps.float(), own)
         stats.pop('asymmetry', None)
@@ -91,10 +113,19 @@ class AttentionDiagnosticsHook(Hook):
             logit = float(logit_asymmetry(square))
             if logit == logit:
                 stats['logit_asymmetry'] = logit
-        if objects is not None:
-            source = _source_mass(weights, entry, objects)
-            if source is not None:
-                stats['source_mass'] = source
+        stats['self_top1_chance'] = 1.0 / maps.shape[-1]
+        reference = labels if labels is not None else objects
+        if reference is not None:
+            height, width = entry.grid(weights, reference[0].shape)
+            if height * width <= MAX_DENSE_POSITIONS:
+                dense = entry.dense(weights)  # [B, N, N]
+                keys = maps.shape[-1]
+                if labels is not None:
+                    stats.update(_object_stats(
+                        dense, _cells(labels, height, width), keys))
+                if objects is not None:
+                    stats.update(_source_mass(
+                        dense, _cells(objects, height, width)))
         for stat, value in stats.items():
             self._sums[key][stat] += value
             self._counts[f'{key}/{stat}'] += 1
@@ -106,8 +137,11 @@ class AttentionDiagnosticsHook(Hook):
         }
         for _, layer, _ in self._layers:
             stop_recording(layer)
+        for layer in self._lifted:
+            layer.mask_self = True
+        self._lifted = []
         if runner.rank == 0 and result:
-            write_text_atomic(f'{runner.work_dir}/{DIAGNOSTICS_FILE}',
+            write_text_atomic(f'{runner.work_dir}/{self.out_file}',
                               json.dumps(result, indent=1))
 
     def before_val_epoch(self, runner) -> None:
@@ -150,21 +184,59 @@ def _object_maps(data_batch) -> Optional[List[np.ndarray]]:
     return maps or None
 
 
-def _source_mass(weights, entry, objects) -> Optional[float]:
-    """Mean attention mass that object pixels put on the object their label
-    comes from (cyclic track), on the full N × N map."""
-    height, width = entry.grid(weights, objects[0].shape)
-    if height * width > MAX_DENSE_POSITIONS:
-        return None
-    dense = entry.dense(weights)  # [B, N, N]
+def _label_maps(data_batch) -> Optional[List[np.ndarray]]:
+    """Ground-truth label maps of the batch ([H, W] each), or None."""
+    samples = (data_batch or {}).get('data_samples') or []
+    maps = []
+    for sample in samples:
+        seg = getattr(sample, 'gt_sem_seg', None)
+        if seg is None:
+            return None
+        maps.append(seg.data.squeeze(0).cpu().numpy())
+    return maps or None
+
+
+def _cells(maps: List[np.ndarray], height: int, width: int) -> torch.Tensor:
+    """Each map sampled (nearest) at the centres of a height × width grid of
+    feature cells: [B, N] int64."""
     cells = []
-    for obj in objects:  # nearest sample at each feature cell's centre
-        ys = ((np.arange(height) + 0.5) * obj.shape[0] / height).astype(int)
-        xs = ((np.arange(width) + 0.5) * obj.shape[1] / width).astype(int)
-        cells.append(torch.from_numpy(obj[ys][:, xs].astype(np.int64)))
-    obj = torch.stack(cells).flatten(1)  # [B, N]
-    source = torch.from_numpy(source_of(obj.numpy()))
+    for array in maps:
+        ys = ((np.arange(height) + 0.5) * array.shape[0] / height).astype(int)
+        xs = ((np.arange(width) + 0.5) * array.shape[1] / width).astype(int)
+        cells.append(torch.from_numpy(array[ys][:, xs].astype(np.int64)))
+    return torch.stack(cells).flatten(1)
+
+
+def _object_stats(dense: torch.Tensor, labels: torch.Tensor,
+                  keys: int) -> dict:
+    """A position's own key over object (labelled) and background query
+    positions: the share whose top-1 key it is, and its weight × keys."""
+    own = dense.diagonal(dim1=-2, dim2=-1)  # [B, N]
+    top1 = dense.argmax(-1) == torch.arange(dense.shape[-1])  # [B, N]
+    labelled = labels != IGNORE_INDEX
+    out = {}
+    for suffix, where in (('obj', labelled), ('bg', ~labelled)):
+        if where.any():
+            out[f'self_top1_{suffix}'] = float(top1[where].float().mean())
+            out[f'scaled_self_affinity_{suffix}'] = float(
+                own[where].mean() * keys)
+    return out
+
+
+def _source_mass(dense: torch.Tensor, obj: torch.Tensor) -> dict:
+    """Cyclic track: the attention mass that object pixels put on the object
+    their label comes from, and what uniform attention would put there,
+    over the image (``source_mass_chance_image``) or over the three objects
+    (``source_mass_chance_objects``)."""
+    source = torch.from_numpy(source_of(obj.numpy()))  # [B, N]
     targets = (obj[:, :, None] > 0) & (obj[:, None, :] == source[:, :, None])
-    if not targets.any():
-        return None
-    return float(mass_on(dense, targets))
+    valid = targets.any(-1)  # object queries whose source is on the grid
+    if not valid.any():
+        return {}
+    sizes = targets.sum(-1).float()  # [B, N] source cells per query
+    objects = (obj > 0).sum(-1, keepdim=True).float()  # [B, 1]
+    return dict(
+        source_mass=float(mass_on(dense, targets)),
+        source_mass_chance_image=float((sizes / obj.shape[-1])[valid].mean()),
+        source_mass_chance_objects=float(
+            (sizes / objects.clamp_min(1))[valid].mean()))

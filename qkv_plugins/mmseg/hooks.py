@@ -30,7 +30,8 @@ def peak_memory_mib() -> tuple:
 @HOOKS.register_module()
 class RunStatsHook(Hook):
     """Writes ``run_stats.json`` (params, FLOPs, step time, peak memory,
-    validation metrics, completion) to the work dir for the table builder.
+    validation metrics, each validation's metrics by iteration in
+    ``val_history``, completion) to the work dir for the table builder.
 
     Args:
         warmup: Iterations of each process left out of the step time.
@@ -42,10 +43,12 @@ class RunStatsHook(Hook):
         self.warmup = warmup
         self.times = []
         self.metrics: Optional[dict] = None
+        self.history: list = []
         self.static: dict = {}
         self._start = 0.0
 
     def before_train(self, runner) -> None:
+        self.history = _earlier_history(runner) if runner.iter else []
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         size = tuple(model.data_preprocessor.size or (512, 512))
@@ -70,6 +73,8 @@ class RunStatsHook(Hook):
 
     def after_val_epoch(self, runner, metrics=None) -> None:
         self.metrics = dict(metrics or {})
+        self.history = [h for h in self.history if h['iter'] < runner.iter]
+        self.history.append(dict(iter=runner.iter, **self.metrics))
         self._write(runner)
 
     def after_train(self, runner) -> None:
@@ -99,9 +104,26 @@ class RunStatsHook(Hook):
             device=device_name(),
             torch=torch.__version__,
             metrics=self.metrics,
+            val_history=self.history,
             **self.static)
         write_text_atomic(f'{runner.work_dir}/{STATS_FILE}',
                           json.dumps(stats, indent=1))
+
+
+def _earlier_history(runner) -> list:
+    """Validations before the resumed iteration, from the work dir's
+    statistics of the same run (fingerprint), else none."""
+    try:
+        with open(f'{runner.work_dir}/{STATS_FILE}') as file:
+            stats = json.load(file)
+    except (OSError, ValueError):
+        return []
+    if (not isinstance(stats, dict) or stats.get('fingerprint')
+            != runner.cfg.get('run_fingerprint')):
+        return []
+    return [h for h in stats.get('val_history') or []
+            if isinstance(h, dict) and isinstance(h.get('iter'), int)
+            and h['iter'] <= runner.iter]
 
 
 def _set_rng_states(states: dict) -> None:

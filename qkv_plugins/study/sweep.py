@@ -1,6 +1,8 @@
 """The sweep: configs × seeds, each a training run
 (``python -m qkv_plugins.commands.train``) in its own work dir, skipping
-complete runs and resuming incomplete ones."""
+complete runs and resuming incomplete ones; then each run's final
+checkpoint evaluated on the held-out test split with attention diagnostics
+(:func:`evaluate`)."""
 import argparse
 import json
 import os
@@ -12,7 +14,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from ..io import write_text_atomic
-from ..workdir import DIAGNOSTICS_FILE, PLAN_FILE, RunFileError, run_state
+from ..workdir import (LIFTED_DIAGNOSTICS_FILE, PLAN_FILE, TEST_METRICS_FILE,
+                       RunFileError, run_state)
 
 TRAIN = [sys.executable, '-m', 'qkv_plugins.commands.train']
 TEST = [sys.executable, '-m', 'qkv_plugins.commands.test']
@@ -20,20 +23,27 @@ TEST = [sys.executable, '-m', 'qkv_plugins.commands.test']
 
 @dataclass
 class Run:
+    """One training run: a config at one seed in its work dir, with
+    ``options`` of its own (``--cfg-options``, after the sweep's)."""
     config: Path
     seed: int
     work_dir: Path
+    options: Tuple[str, ...] = ()
     _requested: Dict[tuple, Tuple[str, int]] = field(
         default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
-        return f'{self.config.stem} seed {self.seed}'
+        return f'{self.work_dir.parent.name} seed {self.seed}'
+
+    def cfg_options(self, cfg_options: Sequence[str] = ()) -> List[str]:
+        """The sweep's options, then the run's own."""
+        return [*cfg_options, *self.options]
 
     def config_for(self, cfg_options: Sequence[str] = ()):
         """The Config the training command builds for this run."""
         from ..training import load_config
-        options = {**parse_cfg_options(cfg_options),
+        options = {**parse_cfg_options(self.cfg_options(cfg_options)),
                    'randomness.seed': self.seed}
         return load_config(str(self.config), options, str(self.work_dir))
 
@@ -71,13 +81,19 @@ def parse_cfg_options(options: Sequence[str]) -> dict:
     return parser.parse_args(['--cfg-options', *options]).cfg_options
 
 
-def plan(configs: Sequence[str], seeds: Sequence[int], root: str) -> List[Run]:
-    """One run per (config, seed) under ``root/<config stem>/seed<k>``."""
+def plan(configs: Sequence[str],
+         seeds: Sequence[int],
+         root: str,
+         options: Sequence[str] = (),
+         suffix: str = '') -> List[Run]:
+    """One run per (config, seed) under ``root/<config stem><suffix>/seed<k>``
+    (``options``: each run's own ``--cfg-options``)."""
     missing = [c for c in configs if not Path(c).is_file()]
     if missing:
         raise FileNotFoundError(f'config files not found: {missing}')
     return [
-        Run(Path(c), s, Path(root) / Path(c).stem / f'seed{s}')
+        Run(Path(c), s, Path(root) / f'{Path(c).stem}{suffix}' / f'seed{s}',
+            tuple(options))
         for c in configs for s in seeds
     ]
 
@@ -86,7 +102,8 @@ def _command(run: Run, cfg_options: Sequence[str]) -> List[str]:
     return [
         *TRAIN,
         str(run.config), '--work-dir', str(run.work_dir), '--resume',
-        '--cfg-options', f'randomness.seed={run.seed}', *cfg_options
+        '--cfg-options', f'randomness.seed={run.seed}',
+        *run.cfg_options(cfg_options)
     ]
 
 
@@ -94,7 +111,8 @@ def _write_plan(root: str, runs: List[Run], status: dict) -> None:
     write_text_atomic(
         Path(root) / PLAN_FILE,
         json.dumps(dict(runs=[
-            dict(config=r.config.stem, path=str(r.config), seed=r.seed,
+            dict(config=r.work_dir.parent.name, path=str(r.config),
+                 seed=r.seed, options=list(r.options),
                  **status.get(r.name, {})) for r in runs
         ]), indent=1))
 
@@ -168,27 +186,53 @@ def sweep(runs: List[Run],
     return status
 
 
-def diagnose(runs: List[Run],
+def masks_self(cfg) -> bool:
+    """Whether any part of a config sets ``mask_self=True``."""
+    def walk(node) -> bool:
+        if isinstance(node, dict):
+            return node.get('mask_self') is True or any(
+                walk(v) for v in node.values())
+        if isinstance(node, (list, tuple)):
+            return any(walk(v) for v in node)
+        return False
+    return walk(cfg.get('model', {}))
+
+
+def evaluate(runs: List[Run],
              cfg_options: Sequence[str] = (),
              log: Callable[[str], None] = print) -> None:
-    """Attention diagnostics of each complete run's final checkpoint on the
-    val split (the test command with ``--diagnostics``), unless already
-    there."""
+    """Each complete run's final checkpoint on the held-out test split (the
+    test command): metrics to ``test_metrics.json`` and, over every test
+    image, attention diagnostics; for a ``mask_self`` model a second pass
+    with the mask lifted. Runs already evaluated are skipped."""
     from ..compat import find_resumable_checkpoint
-    todo = [r for r in runs if r.is_complete(cfg_options)
-            and not (r.work_dir / DIAGNOSTICS_FILE).is_file()
-            and not r.config.stem.startswith('fcn')]
-    log(f'[diagnose] {len(todo)} runs to analyse')
-    for i, run in enumerate(todo):
+    todo = []
+    for run in runs:
+        if not run.is_complete(cfg_options):
+            continue
+        lifted = masks_self(run.config_for(cfg_options))
+        wanted = [TEST_METRICS_FILE] + ([LIFTED_DIAGNOSTICS_FILE]
+                                        if lifted else [])
+        if not all((run.work_dir / f).is_file() for f in wanted):
+            todo.append((run, lifted))
+    log(f'[evaluate] {len(todo)} runs to evaluate on the test split')
+    for i, (run, lifted) in enumerate(todo):
+        began = time.time()
         checkpoint = find_resumable_checkpoint(str(run.work_dir))
-        command = [
-            *TEST, str(run.config), checkpoint,
-            '--work-dir', str(run.work_dir), '--diagnostics',
-            '--cfg-options', *cfg_options
-        ]
-        with open(run.work_dir / 'diagnose.log', 'ab') as logfile:
-            code = subprocess.call(command, stdout=logfile,
-                                   stderr=subprocess.STDOUT)
-        log(f'[diagnose] {i + 1}/{len(todo)} {run.name}: '
-            + ('ok' if code == 0 else f'FAILED (exit {code}), see '
-               f'{run.work_dir / "diagnose.log"}'))
+        base = [*TEST, str(run.config), checkpoint, '--work-dir',
+                str(run.work_dir), '--diagnostics', '--diagnostics-batches',
+                '0']
+        options = ['--cfg-options', *run.cfg_options(cfg_options)]
+        passes = [[*base, '--metrics-out',
+                   str(run.work_dir / TEST_METRICS_FILE), *options]]
+        if lifted:
+            passes.append([*base, '--lift-mask', *options])
+        with open(run.work_dir / 'evaluate.log', 'ab') as logfile:
+            codes = [subprocess.call(c, stdout=logfile,
+                                     stderr=subprocess.STDOUT)
+                     for c in passes]
+        failed = [c for c in codes if c]
+        log(f'[evaluate] {i + 1}/{len(todo)} {run.name}: '
+            + (f'ok ({time.time() - began:.0f}s)' if not failed else
+               f'FAILED (exit {failed[0]}), see '
+               f'{run.work_dir / "evaluate.log"}'))

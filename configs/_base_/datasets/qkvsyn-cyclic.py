@@ -1,4 +1,4 @@
 _base_ = ['./qkvsyn.py']
 train_dataloader = dict(dataset=dict(track='cyclic'))
 val_dataloader = dict(dataset=dict(track='cyclic'))
-test_dataloader = val_dataloader
+test_dataloader = dict(dataset=dict(track='cyclic'))

@@ -1,4 +1,4 @@
 _base_ = ['./qkvsyn.py']
 train_dataloader = dict(dataset=dict(track='grouping'))
 val_dataloader = dict(dataset=dict(track='grouping'))
-test_dataloader = val_dataloader
+test_dataloader = dict(dataset=dict(track='grouping'))

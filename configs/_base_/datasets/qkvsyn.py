@@ -34,6 +34,16 @@ val_dataloader = dict(
         split='val',
         data_root=data_root,
         pipeline=test_pipeline))
-test_dataloader = val_dataloader
+# held out: generated from a stream of its own, never used for design choices
+test_dataloader = dict(
+    batch_size=8,
+    num_workers=0,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        type=dataset_type,
+        track=None,
+        split='test',
+        data_root=data_root,
+        pipeline=test_pipeline))
 val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
 test_evaluator = val_evaluator

@@ -5,5 +5,6 @@ param_scheduler = [
     dict(type='PolyLR', eta_min=1e-5, power=1.0, begin=0, end=max_iters,
          by_epoch=False)
 ]
-train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+# validation at a third, two thirds and the end: the learning curves
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters // 3)
 default_hooks = dict(checkpoint=dict(interval=max_iters // 3))

@@ -1,5 +1,7 @@
-# The embedded study's CPU schedule: AdamW, linear decay, one evaluation at
-# the end. Children (qkvsyn_<N>it.py) set the length.
+# The embedded study's CPU schedule: AdamW, linear decay. Children
+# (qkvsyn_<N>it.py) set the length and validate three times; the study
+# evaluates the final checkpoint on the held-out test split with attention
+# diagnostics (qkv_plugins.study.sweep.evaluate).
 max_iters = 600
 optim_wrapper = dict(
     type='OptimWrapper',
@@ -26,6 +28,5 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='RunStatsHook'),
     dict(type='RNGStateHook'),
-    dict(type='AttentionDiagnosticsHook'),  # at the final validation
 ]
 randomness = dict(seed=0, deterministic=False)

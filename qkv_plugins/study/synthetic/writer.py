@@ -28,8 +28,12 @@ MANIFEST = 'manifest.json'
 # be replaced.
 MARKER = '.qkv_plugins_dataset'
 # Bump when a generator changes: older trees then fail verification.
-FORMAT_VERSION = 2  # 2: grouping track of disc groups
-SPLITS = {'train': 600, 'val': 150}
+FORMAT_VERSION = 3  # 2: grouping track of disc groups; 3: a test split
+# The test split is held out: generated from a stream of its own and never
+# used for design choices (the study reports it; val only for curves).
+SPLITS = {'train': 600, 'val': 150, 'test': 300}
+# Each split's stream key; fixed, so that adding a split changes no other.
+SPLIT_STREAMS = {'train': 0, 'val': 1, 'test': 2}
 MAKE_COMMAND = 'python tools/make_dataset.py'
 SUBDIRS = ('img_dir', 'ann_dir', 'obj_dir')
 
@@ -44,7 +48,7 @@ def _sha256(path: Path) -> str:
 
 def _split_seed(seed: int, track: str, split: str) -> np.random.SeedSequence:
     # Independent, reproducible streams per (track, split).
-    key = [seed, sorted(TRACKS).index(track), sorted(SPLITS).index(split)]
+    key = [seed, sorted(TRACKS).index(track), SPLIT_STREAMS[split]]
     return np.random.SeedSequence(key)
 
 

@@ -1,0 +1,9 @@
+# Raw cosine similarity of the features (the question's own proposal): no
+# projection for Q, K or V, cosine logits with a learnt scale.
+_base_ = ['../_base_/qkvsyn-grouping_tinyr18s2_1200it.py']
+model = dict(
+    decode_head=dict(
+        attention=dict(
+            type='QKVNonLocal2d',
+            qkv_mode='identity',
+            similarity='cosine')))
