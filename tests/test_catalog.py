@@ -132,7 +132,9 @@ def test_toy_layer_reaches_every_consumer(toy, tmp_path):
     run = tmp_path / 'study' / STUDY_NAME.format(mode='identity') / 'seed0'
     run.mkdir(parents=True)
     (run / 'run_stats.json').write_text(json.dumps(
-        dict(complete=True, iter=1, max_iters=1, metrics={'mIoU': 42.0})))
+        dict(complete=True, iter=1, max_iters=1, metrics={'mIoU': 40.0})))
+    (run / 'test_metrics.json').write_text(json.dumps(
+        dict(metrics={'mIoU': 42.0})))
     variants, problems = collect(str(tmp_path / 'study'))
     assert problems == [] and rows(variants)[0][:4] == [
         'cyclic', 'toy', 'identity', '42.00 ± 0.00']

@@ -249,6 +249,8 @@ def test_table_and_sweep_name_corrupt_files_and_go_on(tmp_path):
                        (2, json.dumps(good))):
         (root / config / f'seed{seed}').mkdir(parents=True)
         (root / config / f'seed{seed}' / 'run_stats.json').write_text(text)
+        (root / config / f'seed{seed}' / 'test_metrics.json').write_text(
+            json.dumps(dict(metrics={'mIoU': 50.0})))
     (root / config / 'seed2' / 'attention_diagnostics.json').write_text('[')
     (root / config / 'seed0.bak').mkdir()
     (root / config / 'seed0.bak' / 'run_stats.json').write_text('{}')
