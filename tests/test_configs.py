@@ -1,4 +1,6 @@
 """Every shipped config loads and builds; stock-dataset configs train."""
+import re
+
 import pytest
 import torch
 from mmengine.config import Config
@@ -19,33 +21,51 @@ SEG = [p for p in ALL if 'qkv_mmdet' not in p.parts]
 def test_config_inventory():
     names = {p.parent.name for p in ALL}
     assert {'qkv_study', 'qkv_cityscapes', 'qkv_ade20k', 'qkv_mmdet',
-            'qkv_attention'} <= names
-    # embedded study: every head on both tracks, each a catalog layer or
-    # the baseline (describe_config raises for an unknown layer)
+            'qkv_attention', 'qkv_segformer', 'qkv_vit'} <= names
+    # embedded study: each head a catalog layer or the baseline
+    # (describe_config raises for an unknown layer); the grouping track
+    # holds a subset of the cyclic track's heads
     heads = {}
     for path in (CONFIGS / 'qkv_study').glob('*.py'):
         track, algo, variant = describe_config(path.stem)
         heads.setdefault(track, set()).add((algo, variant))
     assert sorted(heads) == ['cyclic', 'grouping']
-    assert heads['cyclic'] == heads['grouping']
+    assert heads['grouping'] <= heads['cyclic']
     assert {algo for algo, _ in heads['cyclic']} == {
-        BASELINE, 'nonlocal', 'ccnet', 'dnl', 'gcnet'}
+        BASELINE, 'nonlocal', 'ccnet', 'dnl', 'gcnet', 'mha'}
+    # every demo / full / extended row has its config
+    from qkv_plugins.study.demo import study_runs
+    assert len(study_runs(str(CONFIGS / 'qkv_study'), 'x', True, True)) > 100
+
+
+_HEAD = re.compile(r'^(?:qkv-)?(?P<name>[a-z]+)(?:-(?P<variant>.+?))?_'
+                   r'(?:r50|tinyr18s2|tinymit2s|mit-b0|vit-b16)')
 
 
 def _name_and_mode(stem: str):
     """('nonlocal', 'shared') from 'qkv-nonlocal-shared_r50-d8_...' or
-    'nonlocal-shared_tinyr18s2_...'; the mode is None for 'qkv-gcnet_...'."""
-    head = stem.split('_r50')[0].split('_tinyr18')[0]
-    head = head[len('qkv-'):] if head.startswith('qkv-') else head
-    name, _, mode = head.partition('-')
-    return name, mode.replace('-r1', '') or None
+    'nonlocal-shared-cosine_tinyr18s2_...' (suffixes such as -cosine,
+    -maskself, -r1 dropped); the mode is None for 'qkv-gcnet_...'."""
+    match = _HEAD.match(stem)
+    variant = match['variant'] or ''
+    return match['name'], variant.split('-')[0] or None
+
+
+_BACKBONES = ('QKVMixVisionTransformer', 'QKVVisionTransformer')
 
 
 @pytest.mark.parametrize('path', SEG, ids=lambda p: p.stem)
 def test_segmentation_config_builds(path):
     model = build_segmentor(path)
     head = model.decode_head
-    if path.stem.startswith('fcn_'):
+    if type(model.backbone).__name__ in _BACKBONES:
+        _, mode = _name_and_mode(path.stem)
+        attentions = [m for m in model.backbone.modules()
+                      if type(m).__name__ == 'QKVMultiheadAttention']
+        assert attentions and all(a.qkv_mode == mode for a in attentions)
+        similarity = 'cosine' if '-cosine' in path.stem else 'dot'
+        assert all(a.similarity == similarity for a in attentions)
+    elif path.stem.startswith('fcn_'):
         assert type(head).__name__ == 'FCNHead'
     elif 'qkvnl' not in path.stem:
         name, mode = _name_and_mode(path.stem)
@@ -81,6 +101,12 @@ def test_mask_rcnn_config_runs_a_forward():
      make_ade20k_tree, (96, 96), True),
     ('qkv_cityscapes/qkv-dnl-shared_r50-d8_4xb2-40k_cityscapes-512x1024',
      make_cityscapes_tree, (128, 64), False),
+    ('qkv_segformer/qkv-mit-shared_qk_mit-b0_8xb2-160k_ade20k-512x512',
+     make_ade20k_tree, (96, 96), True),
+    ('qkv_segformer/qkv-mit-identity-cosine_mit-b0_8xb1-160k_cityscapes-'
+     '1024x1024', make_cityscapes_tree, (128, 64), False),
+    ('qkv_vit/qkv-vit-shared_vit-b16_mln_upernet_8xb2-80k_ade20k-512x512',
+     make_ade20k_tree, (64, 64), True),
     ('qkv_ade20k/qkv-gcnet_r50-d8_4xb4-80k_ade20k-512x512', make_ade20k_tree,
      (96, 96), True),
 ])

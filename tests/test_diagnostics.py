@@ -134,7 +134,7 @@ def test_source_mass_on_a_hand_made_map(cyclic, expected):
     import numpy as np
 
     from qkv_plugins.layers import entry_named
-    from qkv_plugins.mmseg.diagnostics_hook import _source_mass
+    from qkv_plugins.mmseg.diagnostics_hook import _cells, _source_mass
     obj = np.zeros((16, 16), np.uint8)  # 4 x 4 cells of 4 px
     for k, cell in ((1, 0), (2, 1), (3, 2)):
         obj[0:4, 4 * cell:4 * cell + 4] = k
@@ -144,5 +144,55 @@ def test_source_mass_on_a_hand_made_map(cyclic, expected):
     for query, key in pairs:
         weights[0, 0, query] = 0
         weights[0, 0, query, key] = 1
-    got = _source_mass(weights, entry_named('nonlocal'), [obj])
-    assert got == pytest.approx(expected)
+    entry = entry_named('nonlocal')
+    height, width = entry.grid(weights, obj.shape)
+    got = _source_mass(entry.dense(weights), _cells([obj], height, width))
+    assert got['source_mass'] == pytest.approx(expected)
+    # uniform attention: one source cell of 16, of the 3 object cells
+    assert got['source_mass_chance_image'] == pytest.approx(1 / 16)
+    assert got['source_mass_chance_objects'] == pytest.approx(1 / 3)
+
+
+def test_own_key_statistics_apart_over_objects_and_background():
+    import numpy as np
+
+    from qkv_plugins.mmseg.diagnostics_hook import _cells, _object_stats
+    label = np.full((2, 2), 255, np.uint8)
+    label[0, 0] = 1  # one labelled cell, three background cells
+    dense = torch.full((1, 4, 4), 0.1)
+    dense[0, 0, 0] = 0.7  # the object cell's own key wins with 0.7
+    dense[0, 1, 1] = 0.05  # a background cell gives itself little
+    dense[0, 1, 2] = 0.75
+    dense[0, 2, 2], dense[0, 3, 3] = 0.7, 0.7
+    got = _object_stats(dense, _cells([label], 2, 2), keys=4)
+    assert got['self_top1_obj'] == 1.0
+    assert got['self_top1_bg'] == pytest.approx(2 / 3)
+    assert got['scaled_self_affinity_obj'] == pytest.approx(2.8)
+    assert got['scaled_self_affinity_bg'] == pytest.approx(
+        4 * (0.05 + 0.7 + 0.7) / 3)
+
+
+@pytest.mark.parametrize('lift', [False, True])
+def test_hook_lifts_the_self_mask_for_its_pass_only(tmp_path, lift):
+    import json
+    from types import SimpleNamespace
+
+    from qkv_plugins import QKVNonLocal2d
+    from qkv_plugins.mmseg.diagnostics_hook import AttentionDiagnosticsHook
+    torch.manual_seed(0)
+    layer = QKVNonLocal2d(8, qkv_mode='shared_qk', similarity='cosine',
+                          mask_self=True)
+    model = torch.nn.Sequential(layer)
+    runner = SimpleNamespace(model=model, rank=0, work_dir=str(tmp_path))
+    hook = AttentionDiagnosticsHook(lift_mask=lift, out_file='d.json')
+    hook.before_test_epoch(runner)
+    assert layer.mask_self is not lift
+    hook.before_test_iter(runner, 0)
+    model(torch.randn(2, 8, 4, 4))
+    hook.after_test_iter(runner, 0)
+    hook.after_test_epoch(runner)
+    assert layer.mask_self  # restored
+    stats = json.loads((tmp_path / 'd.json').read_text())['0']
+    # cosine Q = K: with the mask lifted every position's top key is its own
+    assert stats['self_top1'] == (1.0 if lift else 0.0)
+    assert stats['self_top1_chance'] == 1 / 16

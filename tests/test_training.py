@@ -41,6 +41,7 @@ def test_train_save_resume_and_load(tiny_data, tmp_path):
     work = tmp_path / 'run'
     train(CONFIG, work, tiny_options(tiny_data, 4))
     assert stats(work)['complete'] and stats(work)['iter'] == 4
+    assert [h['iter'] for h in stats(work)['val_history']] == [4]
     checkpoint = work / 'iter_4.pth'
     from qkv_plugins.compat.requirements import torch_version
     if torch_version() >= (2, 6):  # weights_only=True by default
@@ -58,6 +59,8 @@ def test_train_save_resume_and_load(tiny_data, tmp_path):
     result = train(CONFIG, work, tiny_options(tiny_data, 6), '--resume')
     assert 'resumed' in (result.stdout + result.stderr).lower()
     assert stats(work)['iter'] == 6 and stats(work)['steps_per_rank'] == [2]
+    # another length is another run: its history starts afresh
+    assert [h['iter'] for h in stats(work)['val_history']] == [6]
 
     result = run_tool('tools/test.py', CONFIG, work / 'iter_6.pth',
                       '--work-dir', tmp_path / 'test', '--cfg-options',

@@ -9,6 +9,7 @@ from .non_local import QKVNonLocal2d
 from .criss_cross import QKVCrissCrossAttention
 from .disentangled_non_local import QKVDisentangledNonLocal2d
 from .context_block import QKVContextBlock
+from .multihead import QKVMultiheadAttention
 # isort: on
 from .catalog import (LayerEntry, StockTwin, UnknownLayer, entries,
                       entry_for, entry_named, register_layer, register_twin)
@@ -19,7 +20,7 @@ from .recording import record_attention
 
 __all__ = [
     'QKVNonLocal2d', 'QKVCrissCrossAttention', 'QKVDisentangledNonLocal2d',
-    'QKVContextBlock', 'from_mmcv', 'record_attention', 'dense_attention',
+    'QKVContextBlock', 'QKVMultiheadAttention', 'from_mmcv', 'record_attention', 'dense_attention',
     'criss_cross_attention', 'QKV_MODES', 'SIMILARITIES', 'LayerEntry',
     'StockTwin', 'UnknownLayer', 'entries', 'entry_for', 'entry_named',
     'register_layer', 'register_twin'

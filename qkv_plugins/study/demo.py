@@ -10,7 +10,9 @@ min) gives the decisive cyclic variants eight seeds, adds the other rows of
 the question (cosine with projections, Reformer's shared Q = K with the
 self key masked, raw cosine masked, the disentangled block, identity with
 dot logits) with three, the decisive variants on grouping with three, and
-one run at twice the schedule for shared Q = K, shared and raw cosine.
+one run at twice the schedule for shared Q = K, shared and raw cosine, and
+the transformer family (a narrow MiT with SegFormer's head, its attention
+in every mode, raw cosine and cosine Q = K) with three.
 ``--extended`` adds criss-cross, ``identity_qk`` and the parameter-matched
 ``shared`` control. ``--publish`` copies the table to ``--publish-dir``.
 The study configs come from ``--configs`` (``make demo`` passes the
@@ -18,6 +20,7 @@ repository's ``configs/qkv_study``).
 """
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +58,10 @@ FULL_GROUPS = (
                  'nonlocal-identity-cosine-maskself', 'dnl-separate',
                  'nonlocal-identity'),
       'grouping': ('fcn', ) + DECISIVE}, DEMO_SEEDS),
+    # the transformer family (narrow MiT, its own attention switched)
+    ({'cyclic': tuple(f'mha-{v}' for v in (
+        'separate', 'shared_qk', 'shared', 'identity_qk', 'identity',
+        'identity-cosine', 'shared_qk-cosine'))}, DEMO_SEEDS),
 )
 # --full: one run each at LONG_FACTOR × the schedule (cyclic, seed 0)
 LONG_HEADS = {'cyclic': ('nonlocal-shared_qk', 'nonlocal-shared',
@@ -86,8 +93,10 @@ def study_configs(config_dir: str,
             layer = head.split('-')[0]
             if layer != BASELINE:
                 entry_named(layer)
-            matches = sorted(Path(config_dir).glob(f'{head}_tinyr18*'
-                                                   f'qkvsyn-{track}-*.py'))
+            pattern = re.compile(rf'^{re.escape(head)}_[a-z0-9]+_\d+xb\d+-'
+                                 rf'.*_qkvsyn-{track}-\d+x\d+$')
+            matches = sorted(p for p in Path(config_dir).glob('*.py')
+                             if pattern.match(p.stem))
             if len(matches) != 1:
                 raise FileNotFoundError(f'expected one config for {head} on '
                                         f'{track} in {config_dir}, found '

@@ -48,14 +48,16 @@ EXTRA_DIAGNOSTICS = ('self_top1', 'scaled_self_affinity',
 OWN_KEY_STATS = ('self_top1', 'self_top1_obj', 'self_top1_bg',
                  'scaled_self_affinity', 'scaled_self_affinity_obj',
                  'scaled_self_affinity_bg', 'self_affinity')
-# every variant is compared with this one on its track
-REFERENCE = ('nonlocal', 'separate')
+# every variant is compared with `separate` of the first of these layers
+# that has it on the same track and backbone
+REFERENCE_LAYERS = ('nonlocal', 'mha')
 CONFIDENCE = 0.95
 # {algorithm}-{variant}_{backbone}_{gpus}xb{batch}-..._qkvsyn-{track}-{crop}
 # (the backbone token, e.g. tinyr18s2 or r18-d8, ends the variant, which may
 # hold '_')
 _EMBEDDED = re.compile(
-    r'^(?P<algo>[a-z]+)(?:-(?P<variant>.+?))?_[a-z0-9]+(?:-d\d+)?_\d+xb\d+'
+    r'^(?P<algo>[a-z]+)(?:-(?P<variant>.+?))?_(?P<backbone>[a-z0-9]+)'
+    r'(?:-d\d+)?_\d+xb\d+'
     r'.*_qkvsyn-'
     r'(?P<track>[a-z]+)-\d+x\d+(?:-(?P<iters>\d+)it)?$')
 # The study's no-attention head; every other algorithm is a catalog name.
@@ -272,13 +274,25 @@ def _has_diagnostics(variants: List[Variant]) -> bool:
     return any(v.diagnostic('entropy') is not None for v in variants)
 
 
+def _backbone(v: Variant) -> str:
+    match = _EMBEDDED.match(v.config.split('/')[-1])
+    return match['backbone'] if match else ''
+
+
 def _reference(v: Variant, variants: Sequence[Variant]) -> Optional[Variant]:
-    """Non-local ``separate`` on the variant's track (none for itself and
-    for runs at another schedule)."""
-    if (v.algo, v.variant) == REFERENCE or v.long:
+    """``separate`` of a reference layer on the variant's track and
+    backbone (none for itself and for runs at another schedule); the FCN
+    baseline is compared with the ResNet family's."""
+    if v.long or (v.algo in REFERENCE_LAYERS and v.variant == 'separate'):
         return None
-    return next((r for r in variants if r.track == v.track
-                 and (r.algo, r.variant) == REFERENCE), None)
+    for layer in REFERENCE_LAYERS:
+        for r in variants:
+            if (r.track == v.track and r.algo == layer
+                    and r.variant == 'separate'
+                    and (_backbone(r) == _backbone(v)
+                         or v.algo == BASELINE)):
+                return r
+    return None
 
 
 def comparisons(variants: Sequence[Variant]

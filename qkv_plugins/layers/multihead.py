@@ -1,0 +1,444 @@
+"""Multi-head token attention with the Q/K/V switch: the attention of mmseg's
+transformer backbones (SegFormer's efficient attention with spatially
+reduced keys, ViT's plain attention), as one layer.
+
+Its parameters carry the stock names (``attn.in_proj_weight``,
+``attn.in_proj_bias``, ``attn.out_proj``, ``sr``, ``norm``), so that in
+``separate`` mode a stock state dict loads unchanged; for the other modes a
+load hook maps the stock packed projection onto the mode's parameters.
+"""
+import math
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
+from mmcv.cnn.bricks.drop import build_dropout
+from torch import Tensor
+
+from .catalog import LayerEntry, StockTwin, register_layer, register_twin
+from .maps import dense_macs, query_subset
+from .options import (check_bool, check_choice, check_positive_int,
+                      check_similarity)
+from .recording import RecordsAttention
+from .similarity import COSINE_INIT_SCALE, COSINE_MAX_SCALE
+
+# the five projection modes (a constant query has no meaning over tokens)
+TOKEN_MODES = ('separate', 'shared_qk', 'shared', 'identity_qk', 'identity')
+# roles of each row block of the stock packed projection [3C, C]
+_STOCK_ROWS = {'q': 0, 'k': 1, 'v': 2}
+# mode -> (parameter name prefix, stock rows it takes)
+_PROJECTIONS = {
+    'separate': (('in_proj', 'qkv'), ),
+    'shared_qk': (('qk_proj', 'q'), ('v_proj', 'v')),
+    'shared': (('qkv_proj', 'q'), ),
+    'identity_qk': (('v_proj', 'v'), ),
+    'identity': (),
+}
+
+
+class TokenProjections(nn.Module):
+    """The mode's projections and the output projection, named as in
+    ``nn.MultiheadAttention`` (``in_proj_weight``/``in_proj_bias`` packed
+    [3C, C] in ``separate``; ``qk_proj_*``, ``v_proj_*``, ``qkv_proj_*``
+    otherwise; ``out_proj``)."""
+
+    def __init__(self, channels: int, qkv_mode: str, bias: bool) -> None:
+        super().__init__()
+        self.qkv_mode = qkv_mode
+        for name, rows in _PROJECTIONS[qkv_mode]:
+            out = channels * (3 if rows == 'qkv' else 1)
+            self.register_parameter(f'{name}_weight',
+                                    nn.Parameter(torch.empty(out, channels)))
+            self.register_parameter(
+                f'{name}_bias',
+                nn.Parameter(torch.zeros(out)) if bias else None)
+        self.out_proj = nn.Linear(channels, channels, bias=bias)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """As ``nn.MultiheadAttention``: Xavier-uniform projections, zero
+        biases."""
+        for name, _ in _PROJECTIONS[self.qkv_mode]:
+            nn.init.xavier_uniform_(getattr(self, f'{name}_weight'))
+            bias = getattr(self, f'{name}_bias')
+            if bias is not None:
+                nn.init.zeros_(bias)
+        if self.out_proj.bias is not None:
+            nn.init.zeros_(self.out_proj.bias)
+
+    def _linear(self, name: str, x: Tensor, part: Optional[int] = None):
+        weight = getattr(self, f'{name}_weight')
+        bias = getattr(self, f'{name}_bias')
+        if part is not None:  # one row block of the packed projection
+            rows = weight.shape[0] // 3
+            weight = weight[part * rows:(part + 1) * rows]
+            bias = None if bias is None else bias[part * rows:(part + 1) *
+                                                   rows]
+        return F.linear(x, weight, bias)
+
+    def forward(self, x_q: Tensor, x_kv: Tensor) -> Tuple[Tensor, ...]:
+        """[B, N, C], [B, M, C] -> q [B, N, C], k, v [B, M, C] (a shared
+        role is the same tensor where queries and keys are one set)."""
+        same = x_q is x_kv
+        mode = self.qkv_mode
+        if mode == 'separate':
+            return (self._linear('in_proj', x_q, 0),
+                    self._linear('in_proj', x_kv, 1),
+                    self._linear('in_proj', x_kv, 2))
+        if mode == 'shared_qk':
+            q = self._linear('qk_proj', x_q)
+            k = q if same else self._linear('qk_proj', x_kv)
+            return q, k, self._linear('v_proj', x_kv)
+        if mode == 'shared':
+            q = self._linear('qkv_proj', x_q)
+            k = q if same else self._linear('qkv_proj', x_kv)
+            return q, k, k
+        if mode == 'identity_qk':
+            return x_q, x_kv, self._linear('v_proj', x_kv)
+        return x_q, x_kv, x_kv  # identity
+
+    def stock_to_mode(self, state_dict: dict, prefix: str) -> None:
+        """Replace a stock packed projection (``in_proj_weight``/``bias``)
+        in ``state_dict`` by this mode's parameters: each takes the rows of
+        the role it is named after (Q's rows for Q = K and for Q = K = V)."""
+        weight = state_dict.pop(prefix + 'in_proj_weight')
+        bias = state_dict.pop(prefix + 'in_proj_bias', None)
+        rows = weight.shape[0] // 3
+        for name, role in _PROJECTIONS[self.qkv_mode]:
+            part = slice(_STOCK_ROWS[role] * rows,
+                         (_STOCK_ROWS[role] + 1) * rows)
+            state_dict[prefix + f'{name}_weight'] = weight[part]
+            if bias is not None:
+                state_dict[prefix + f'{name}_bias'] = bias[part]
+
+
+class QKVMultiheadAttention(RecordsAttention, nn.Module):
+    """``identity + drop(out_proj(softmax(s · q kᵀ) v))`` over tokens, with
+    keys and values from a map reduced ``sr_ratio`` times (SegFormer).
+
+    Takes tokens ``[B, N, C]`` (with ``hw_shape``, as mmseg's
+    ``EfficientMultiheadAttention``; without, as mmcv's
+    ``MultiheadAttention`` in ViT, where leading tokens beyond the grid set
+    by :attr:`token_grid` are class tokens) or a feature map ``[B, C, H,
+    W]`` (a plug-in layer, residual like the non-local block).
+
+    Args:
+        embed_dims: Channels C.
+        num_heads: Heads; must divide C (in every mode: the identity modes
+            split the input channels into heads).
+        qkv_mode: ``'separate'`` (stock: packed Q, K, V projections),
+            ``'shared_qk'``, ``'shared'``, ``'identity_qk'`` or
+            ``'identity'``.
+        similarity: ``'dot'`` (scaled by 1/√(C/heads)) or ``'cosine'`` with
+            a learnt per-head logit scale (Swin V2: initial 10, at most
+            100).
+        mask_self: Exclude each token's own key; needs ``sr_ratio=1`` (a
+            reduced key summarises a window, no key is the query's own).
+        sr_ratio: Spatial reduction of the keys and values (SegFormer).
+        qkv_bias: Biases of the projections (and of ``out_proj``, as
+            ``nn.MultiheadAttention``).
+        attn_drop: Dropout on the attention weights.
+        proj_drop: Dropout after the output projection.
+        dropout_layer: mmcv dropout config on the branch (e.g. DropPath).
+        norm_cfg: Norm after the spatial reduction.
+    """
+
+    _abbr_ = 'qkv_mha'
+
+    def __init__(self,
+                 embed_dims: int,
+                 *,
+                 num_heads: int = 1,
+                 qkv_mode: str = 'separate',
+                 similarity: str = 'dot',
+                 mask_self: bool = False,
+                 sr_ratio: int = 1,
+                 qkv_bias: bool = True,
+                 attn_drop: float = 0.,
+                 proj_drop: float = 0.,
+                 dropout_layer: Optional[dict] = None,
+                 norm_cfg: Optional[dict] = None) -> None:
+        super().__init__()
+        self.embed_dims = check_positive_int('embed_dims', embed_dims)
+        self.num_heads = check_positive_int('num_heads', num_heads)
+        check_choice('qkv_mode', qkv_mode, TOKEN_MODES)
+        check_similarity(similarity, qkv_mode)
+        self.qkv_mode, self.similarity = qkv_mode, similarity
+        self.mask_self = check_bool('mask_self', mask_self)
+        self.sr_ratio = check_positive_int('sr_ratio', sr_ratio)
+        if embed_dims % num_heads:
+            raise ValueError(f'num_heads={num_heads} must divide '
+                             f'embed_dims={embed_dims} (qkv_mode='
+                             f'{qkv_mode!r}: every head takes embed_dims / '
+                             'num_heads channels)')
+        if mask_self and sr_ratio > 1:
+            raise ValueError(
+                f'mask_self=True needs sr_ratio=1, but got sr_ratio='
+                f'{sr_ratio}: a reduced key summarises a {sr_ratio}x'
+                f'{sr_ratio} window, so no key is a query\'s own position')
+        self.attn = TokenProjections(embed_dims, qkv_mode,
+                                     check_bool('qkv_bias', qkv_bias))
+        self.attn_drop = float(attn_drop)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.dropout_layer = (build_dropout(dropout_layer)
+                              if dropout_layer else nn.Identity())
+        if sr_ratio > 1:
+            self.sr = nn.Conv2d(embed_dims, embed_dims, sr_ratio, sr_ratio)
+            self.norm = build_norm_layer(norm_cfg or dict(type='LN'),
+                                         embed_dims)[1]
+        if similarity == 'cosine':
+            self.logit_scale = nn.Parameter(
+                torch.full((num_heads, 1, 1), math.log(COSINE_INIT_SCALE)))
+        # (h, w) of the token grid, for recording when no hw_shape is passed
+        # (ViT: set by the backbone); tokens before the grid are class tokens
+        self.token_grid: Optional[Tuple[int, int]] = None
+        self._register_load_state_dict_pre_hook(self._from_stock)
+
+    def _from_stock(self, state_dict, prefix, *args) -> None:
+        """Map a stock state dict (packed ``attn.in_proj_*``, no logit
+        scale) onto this mode's parameters; a state dict of this mode is
+        left as it is."""
+        if self.qkv_mode != 'separate' and (prefix + 'attn.in_proj_weight'
+                                            in state_dict):
+            self.attn.stock_to_mode(state_dict, prefix + 'attn.')
+        if (self.similarity == 'cosine' and prefix + 'logit_scale'
+                not in state_dict and prefix + 'attn.out_proj.weight'
+                in state_dict):
+            state_dict[prefix + 'logit_scale'] = self.logit_scale.detach(
+            ).clone()
+
+    def forward(self,
+                x: Tensor,
+                hw_shape: Optional[Sequence[int]] = None,
+                identity: Optional[Tensor] = None,
+                **unused) -> Tensor:
+        """Tokens [B, N, C] (+ ``hw_shape``) or a map [B, C, H, W]; the
+        fast path, or the explicit path while recording."""
+        out, weights = self.forward_with_weights(
+            x, hw_shape, identity, need_weights=self.recording)
+        self._record(weights)
+        return out
+
+    def forward_with_weights(
+            self,
+            x: Tensor,
+            hw_shape: Optional[Sequence[int]] = None,
+            identity: Optional[Tensor] = None,
+            need_weights: bool = True) -> Tuple[Tensor, Optional[Tensor]]:
+        """Return ``(output, weights)``; weights [B, heads, h, w, keys] of
+        the grid's queries (explicit path) when ``need_weights``."""
+        image = x.dim() == 4
+        if image:  # [B, C, H, W] -> [B, HW, C]
+            batch, channels, height, width = x.shape
+            hw_shape = (height, width)
+            x = x.flatten(2).transpose(1, 2)
+        if x.dim() != 3 or x.shape[-1] != self.embed_dims:
+            raise ValueError(f'{type(self).__name__} expects [B, N, '
+                             f'{self.embed_dims}] tokens or [B, '
+                             f'{self.embed_dims}, H, W], got '
+                             f'{tuple(x.shape)}')
+        if identity is None:
+            identity = x
+        x_kv = x
+        if self.sr_ratio > 1:
+            if hw_shape is None:
+                raise ValueError('sr_ratio > 1 needs hw_shape')
+            # [B, HW, C] -> [B, C, H, W] -> reduced -> [B, hw', C]
+            grid = x.transpose(1, 2).reshape(x.shape[0], self.embed_dims,
+                                             *hw_shape)
+            x_kv = self.norm(self.sr(grid).flatten(2).transpose(1, 2))
+        q, k, v = self.attn(x, x_kv)
+        y, weights = self._attend(q, k, v, need_weights)
+        out = identity + self.dropout_layer(
+            self.proj_drop(self.attn.out_proj(y)))
+        if image:  # [B, HW, C] -> [B, C, H, W]
+            out = out.transpose(1, 2).reshape(batch, channels, height, width)
+        if weights is not None:
+            weights = self._grid_weights(weights, hw_shape or self.token_grid)
+        return out, weights
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor,
+                need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
+        batch, queries, channels = q.shape
+        heads = self.num_heads
+
+        def split(t: Tensor) -> Tensor:  # [B, N, C] -> [B, heads, N, C/heads]
+            return t.reshape(batch, t.shape[1], heads, -1).transpose(1, 2)
+
+        q, k, v = split(q), split(k), split(v)
+        if self.similarity == 'cosine':
+            scale = self.logit_scale.clamp(max=math.log(COSINE_MAX_SCALE))
+            q = F.normalize(q, dim=-1) * scale.exp()
+            k = F.normalize(k, dim=-1)
+            scale = 1.0
+        else:
+            scale = (channels // heads)**-0.5
+        mask = None
+        if self.mask_self:  # True: may attend
+            mask = ~torch.eye(queries, k.shape[2], dtype=torch.bool,
+                              device=q.device)
+        drop = self.attn_drop if self.training else 0.0
+        weights = None
+        if need_weights:
+            logits = (q @ k.transpose(-1, -2)) * scale
+            if mask is not None:
+                logits = logits.masked_fill(~mask, float('-inf'))
+            weights = logits.softmax(-1)
+            y = F.dropout(weights, drop, self.training) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                               dropout_p=drop, scale=scale)
+        # [B, heads, N, C/heads] -> [B, N, C]
+        return y.transpose(1, 2).reshape(batch, queries, channels), weights
+
+    @staticmethod
+    def _grid_weights(weights: Tensor,
+                      grid: Optional[Sequence[int]]) -> Tensor:
+        """[B, heads, N, keys] -> [B, heads, h, w, keys] of the grid's
+        queries (leading class-token queries dropped)."""
+        if grid is None:
+            grid = (1, weights.shape[2])
+        height, width = grid
+        return weights[:, :, weights.shape[2] - height * width:].reshape(
+            *weights.shape[:2], height, width, weights.shape[-1])
+
+    def extra_repr(self) -> str:
+        return (f'embed_dims={self.embed_dims}, num_heads={self.num_heads}, '
+                f'qkv_mode={self.qkv_mode!r}, similarity='
+                f'{self.similarity!r}, mask_self={self.mask_self}, '
+                f'sr_ratio={self.sr_ratio}')
+
+
+def key_layout(height: int, width: int, keys: int) -> Tuple[int, int, int]:
+    """(reduction s, key grid width, leading non-grid keys) of a map of
+    ``keys`` keys over a height × width query grid: the key grid is
+    ⌈h/s⌉ × ⌈w/s⌉ after 0 or 1 class-token keys."""
+    for s in range(1, max(height, width) + 1):
+        cells = math.ceil(height / s) * math.ceil(width / s)
+        if keys - cells in (0, 1):
+            return s, math.ceil(width / s), keys - cells
+    raise ValueError(f'{keys} keys fit no reduction of a {height}x{width} '
+                     'grid')
+
+
+def _own_keys(height: int, width: int, keys: int, device) -> Tensor:
+    """Index of each query's own key (its reduced cell)."""
+    s, key_width, extra = key_layout(height, width, keys)
+    ys = torch.arange(height, device=device)[:, None] // s
+    xs = torch.arange(width, device=device)[None, :] // s
+    return (extra + ys * key_width + xs).flatten()
+
+
+def token_maps(weights: Tensor, max_queries: int):
+    """Catalog ``maps``: [B, heads, h, w, K] -> ([B·heads, Q, K], own [Q],
+    square [B·heads, Q, Q] where keys are the queries' positions)."""
+    height, width, keys = weights.shape[-3:]
+    maps = weights.flatten(0, 1).flatten(1, 2)  # [B·heads, hw, K]
+    queries = query_subset(height * width, max_queries, maps.device)
+    own = _own_keys(height, width, keys, maps.device)
+    sampled = maps[:, queries]
+    s, _, extra = key_layout(height, width, keys)
+    square = sampled[:, :, extra + queries] if s == 1 else None
+    return sampled, own[queries], square
+
+
+def token_dense(weights: Tensor) -> Tensor:
+    """Catalog ``dense``: [B, heads, h, w, K] -> [B, hw, hw], heads
+    averaged; a reduced key's weight spread evenly over its window, a class
+    token's left out."""
+    height, width, keys = weights.shape[-3:]
+    maps = weights.float().mean(1).flatten(1, 2)  # [B, hw, K]
+    own = _own_keys(height, width, keys, maps.device)  # key of each cell
+    counts = torch.bincount(own, minlength=keys).clamp_min(1).to(maps.dtype)
+    return maps[:, :, own] / counts[own]
+
+
+def tokens_grid(weights: Tensor, image: Tuple[int, int]) -> Tuple[int, int]:
+    return tuple(weights.shape[-3:-1])
+
+
+def _attention_macs(layer: QKVMultiheadAttention, batch: int, height: int,
+                    width: int) -> int:
+    s = layer.sr_ratio
+    keys = math.ceil(height / s) * math.ceil(width / s)
+    return dense_macs(batch, height * width, keys, layer.embed_dims,
+                      layer.embed_dims)
+
+
+register_layer(
+    LayerEntry(
+        name='mha',
+        cls=QKVMultiheadAttention,
+        maps=token_maps,
+        dense=token_dense,
+        grid=tokens_grid,
+        attention_macs=_attention_macs))
+
+
+class TokensOf(nn.Module):
+    """A stock token attention as a [B, C, H, W] layer (for the layer
+    benchmark)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, channels, height, width = x.shape
+        tokens = x.flatten(2).transpose(1, 2)
+        if hasattr(self.module, 'sr_ratio'):
+            out = self.module(tokens, (height, width))
+        else:
+            out = self.module(tokens)
+        return out.transpose(1, 2).reshape(batch, channels, height, width)
+
+
+def _stock_options(module: nn.Module) -> dict:
+    mha = module.attn  # nn.MultiheadAttention
+    options = dict(num_heads=mha.num_heads,
+                   qkv_bias=mha.in_proj_bias is not None,
+                   attn_drop=mha.dropout, proj_drop=module.proj_drop.p)
+    if getattr(module, 'sr_ratio', 1) > 1:
+        options.update(sr_ratio=module.sr_ratio,
+                       norm_cfg=dict(type='LN', eps=module.norm.eps))
+    return options
+
+
+def from_stock(module: nn.Module, **options) -> QKVMultiheadAttention:
+    """Our layer computing what a stock (Efficient)MultiheadAttention
+    computes, with its weights (``options``: another mode, similarity, ...;
+    the load hook maps the weights)."""
+    if not module.batch_first:
+        raise ValueError('only batch_first stock attention converts (as in '
+                         "mmseg's MiT and ViT)")
+    layer = QKVMultiheadAttention(module.embed_dims,
+                                  **{**_stock_options(module), **options})
+    layer.dropout_layer = module.dropout_layer
+    param = next(module.parameters())
+    layer.to(device=param.device, dtype=param.dtype)
+    layer.load_state_dict(module.state_dict())
+    return layer.train(module.training)
+
+
+def _build_stock(stock: type, channels: int,
+                 options: dict) -> Optional[nn.Module]:
+    if (options.get('qkv_mode', 'separate') != 'separate'
+            or options.get('similarity', 'dot') != 'dot'
+            or options.get('mask_self') or options.get('sr_ratio', 1) > 1):
+        return None
+    return TokensOf(stock(channels, options.get('num_heads', 1),
+                          batch_first=True))
+
+
+register_twin(
+    StockTwin(layer='mha',
+              qualname='mmcv.cnn.bricks.transformer.MultiheadAttention',
+              label='mmcv MultiheadAttention', convert=from_stock,
+              build=_build_stock))
+register_twin(
+    StockTwin(layer='mha',
+              qualname='mmseg.models.backbones.mit.'
+              'EfficientMultiheadAttention',
+              label='mmseg EfficientMultiheadAttention', convert=from_stock))
