@@ -168,3 +168,15 @@ def test_from_stock_converts_mmcv_multihead_attention():
     ours = from_stock(stock)
     x = torch.randn(2, 6, 8, dtype=torch.double)
     assert (stock(x) - ours(x)).abs().max() < 1e-12
+
+
+def test_backbone_benchmark_writes_every_mode(tmp_path, monkeypatch):
+    from qkv_plugins.bench import backbones
+    monkeypatch.setattr(backbones, 'CASES', {'tiny': ('mit', dict(MIT),
+                                                      (1, 32, 40))})
+    backbones.main(['--warmup', '0', '--repeats', '1', '--out-dir',
+                    str(tmp_path)])
+    text = (tmp_path / 'backbones-cpu.md').read_text()
+    for model in ['stock'] + [f'ours {m}' for m in TOKEN_MODES]:
+        assert f'| tiny (1, 32×40) | {model} |' in text
+    assert len((tmp_path / 'backbones-cpu.csv').read_text().splitlines()) == 7
