@@ -175,3 +175,13 @@ def test_table_joins_attention_diagnostics(tmp_path):
             '0.025 / 0.330 |') in text
     rows = list(csv.DictReader(io.StringIO(to_csv(variants))))
     assert rows[0]['entropy_per_seed'] == '0:0.2000 1:0.4000'
+
+
+def test_runs_outside_the_embedded_study_report_their_last_validation(
+        tmp_path):
+    config = 'qkv-nonlocal-shared_r50-d8_4xb2-40k_cityscapes-512x1024'
+    _stats(tmp_path, config, 0, 70.0, tested=False)
+    variants, problems = collect(str(tmp_path))
+    assert problems == []
+    assert f'| - | {config} | - | 65.00 ± 0.00 (val) | 65.0 |' in \
+        to_markdown(variants, problems)

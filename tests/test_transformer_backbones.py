@@ -180,3 +180,22 @@ def test_backbone_benchmark_writes_every_mode(tmp_path, monkeypatch):
     for model in ['stock'] + [f'ours {m}' for m in TOKEN_MODES]:
         assert f'| tiny (1, 32×40) | {model} |' in text
     assert len((tmp_path / 'backbones-cpu.csv').read_text().splitlines()) == 7
+
+
+@pytest.mark.parametrize('mode', ['separate', 'shared_qk', 'identity'])
+def test_stock_pretrained_init_cfg_loads_into_every_mode(tmp_path, mode):
+    stock, _ = _pair('mit')
+    checkpoint = tmp_path / 'mit.pth'
+    torch.save(dict(state_dict=stock.state_dict()), checkpoint)
+    ours = QKVMixVisionTransformer(
+        **MIT, qkv_mode=mode,
+        init_cfg=dict(type='Pretrained', checkpoint=str(checkpoint)))
+    ours.init_weights()
+    mine = ours.state_dict()
+    for key, value in stock.state_dict().items():
+        if 'in_proj' not in key:
+            assert torch.equal(mine[key], value), key
+    if mode == 'shared_qk':
+        packed = stock.state_dict()['layers.0.1.0.attn.attn.in_proj_weight']
+        assert torch.equal(mine['layers.0.1.0.attn.attn.qk_proj_weight'],
+                           packed[:8])

@@ -186,9 +186,21 @@ def _status(stats_path: Path) -> Tuple[str, Optional[dict], List[str]]:
     if not stats.get('complete'):
         return (f'partial (iter {stats.get("iter")}/{stats.get("max_iters")})',
                 stats, problems)
+    metrics = stats.get('metrics')
+    if not isinstance(metrics, dict) or not isinstance(metrics.get('mIoU'),
+                                                       (int, float)):
+        metrics = None
     test_path = stats_path.parent / TEST_METRICS_FILE
     if not test_path.is_file():
-        return 'not evaluated on the test split', None, problems
+        if describe_config(stats_path.parent.parent.name)[0] != '-':
+            return 'not evaluated on the test split', None, problems
+        # a run outside the embedded study (e.g. Cityscapes on GPU nodes):
+        # its last validation, marked as such
+        if metrics is None:
+            return f'corrupt ({stats_path}: complete but no mIoU)', None, \
+                problems
+        stats['test'], stats['split'] = metrics, 'val'
+        return 'complete', stats, problems
     try:
         test = read_json(test_path, 'test metrics').get('metrics')
     except (RunFileError, AttributeError) as error:
@@ -335,7 +347,9 @@ def rows(variants: List[Variant]) -> List[List[str]]:
         diff, p = compared.get(v.config, (None, math.nan))
         out.append([
             v.track, v.algo, v.variant,
-            '-' if mean is None else f'{mean:.2f} ± {std:.2f}',
+            '-' if mean is None else f'{mean:.2f} ± {std:.2f}' + (
+                ' (val)' if any(r.get('split') == 'val'
+                                for r in v.runs.values()) else ''),
             ' / '.join(f'{m:.1f}' for m in v.mious) or '-',
             '-' if diff is None else
             f'{diff.mean:+.2f} [{diff.low:+.2f}, {diff.high:+.2f}]',
@@ -389,7 +403,9 @@ def to_markdown(variants: List[Variant], problems: List[str],
     text += _invocation_lines(invocations)
     text += ('\nmIoU on the held-out test split (generated from a stream of '
              'its own, never used for design choices) at the last '
-             'iteration; mean ± sample std over seeds. Δ vs separate: the '
+             'iteration (`(val)`: the last validation, for runs outside '
+             'the embedded study); mean ± sample std over seeds. Δ vs '
+             'separate: the '
              'paired difference to non-local `separate` on the same track '
              'over the seeds both have (a seed fixes the data order and the '
              'initialisation of the shared parts), with a 95 % t interval; '
