@@ -71,3 +71,14 @@ def test_holm_by_hand():
     assert holm([0.04, 0.01, math.nan, 0.02]) == pytest.approx(
         [0.04, 0.03, math.nan, 0.04], nan_ok=True)
     assert holm([0.5, 0.6]) == [1.0, 1.0]
+
+
+def test_underflowed_weights_have_no_logit_asymmetry():
+    import math
+
+    # symmetric logits with a spread softmax cannot hold in float32
+    logits = torch.tensor([[0., 200., 1.], [200., 0., 2.], [1., 2., 0.]])
+    weights = logits.softmax(-1)
+    assert (weights == 0).any()
+    assert math.isnan(float(logit_asymmetry(weights)))
+    assert float(logit_asymmetry(logits.double().softmax(-1))) < 1e-6

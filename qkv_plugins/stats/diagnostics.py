@@ -53,12 +53,16 @@ def logit_asymmetry(weights: Tensor) -> Tensor:
     shift, so C is the centred logits, and 0 (up to rounding) for a
     symmetric score such as Q = K. A masked diagonal (weight 0) is filled
     with its row's mean off-diagonal log-weight, which keeps that property.
-    NaN where the centred logits vanish (query-independent maps).
+    NaN where the centred logits vanish (query-independent maps), and where
+    an off-diagonal weight is exactly 0: softmax underflowed there (logit
+    spreads beyond ~100 in float32), so the log-weights are not the logits.
     """
     n = weights.shape[-1]
     if n < 2:
         return weights.new_tensor(math.nan)
     eye = torch.eye(n, dtype=torch.bool, device=weights.device)
+    if bool((weights[..., ~eye] == 0).any()):
+        return weights.new_tensor(math.nan)
     log_w = weights.double().clamp_min(1e-300).log()
     if bool((weights.diagonal(dim1=-2, dim2=-1) == 0).all()):  # masked
         off_mean = log_w.masked_fill(eye, 0).sum(-1, keepdim=True) / (n - 1)

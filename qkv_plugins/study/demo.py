@@ -202,7 +202,7 @@ def main() -> None:
                         'WORK_ROOT-<N>it')
     args = parser.parse_args()
 
-    began = time.time()
+    began, at_commit = time.time(), commit()  # what this invocation runs
     ensure_data(args.data_root)
     work_root = args.work_root + ('-extended' if args.extended else
                                   '-full' if args.full else '')
@@ -220,7 +220,7 @@ def main() -> None:
     invocations = record_invocation(work_root, dict(
         started=time.strftime('%Y-%m-%d %H:%M', time.localtime(began)),
         minutes=round(minutes, 1), runs=len(runs), trained=trained,
-        commit=commit(), command='python -m qkv_plugins.study.demo '
+        commit=at_commit, command='python -m qkv_plugins.study.demo '
         + ' '.join(a for a in sys.argv[1:])))
     text = write_report(work_root, machine=describe_machine(),
                         invocations=invocations)
