@@ -17,3 +17,17 @@ def describe_machine(device: Optional[torch.device] = None) -> str:
     """Device plus the Python and torch versions."""
     return (f'{device_name(device)}; Python {platform.python_version()}, '
             f'torch {torch.__version__}')
+
+
+def git_commit() -> str:
+    """The checkout's commit (``-dirty`` with local changes to tracked
+    files), or '?' outside a git checkout."""
+    import subprocess
+    try:
+        head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
+                              capture_output=True, text=True, check=True)
+        dirty = subprocess.run(['git', 'status', '--porcelain', '-uno'],
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return '?'
+    return head.stdout.strip() + ('-dirty' if dirty.stdout.strip() else '')

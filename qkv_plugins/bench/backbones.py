@@ -16,7 +16,7 @@ import torch
 from ..cli import at_least
 from ..io import cell, write_text_atomic
 from ..layers.multihead import TOKEN_MODES
-from ..machine import describe_machine
+from ..machine import describe_machine, git_commit
 from .memory import configure_cpu_memory, extra_peak_mib
 from .report import device_tag
 from .timing import interleaved_ms
@@ -96,7 +96,8 @@ def run_case(name: str, warmup: int, repeats: int,
 def to_markdown(rows: List[Row], command: str) -> str:
     lines = [
         '# Transformer backbones: ours against stock mmseg', '',
-        f'Command: `{command}`', '', f'Machine: {describe_machine()}', '',
+        f'Command: `{command}` at commit {git_commit()}', '',
+        f'Machine: {describe_machine()}', '',
         'Forward + backward of the whole backbone in training mode (fp32), '
         'median time over turns (stock and every mode in turns); extra peak '
         'memory above the inputs, each alone. Ratios against the stock '

@@ -22,7 +22,6 @@ import argparse
 import json
 import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from ..cli import at_least
 from ..io import atomic_path, write_text_atomic
 from ..layers.catalog import entry_named
 from ..layers.options import CONSTANT_QUERY_MODES, QKV_MODES
-from ..machine import describe_machine
+from ..machine import describe_machine, git_commit as commit
 from .report import write_report
 from .sweep import evaluate, plan, sweep
 from .table import BASELINE
@@ -137,18 +136,6 @@ def study_runs(config_dir: str, work_root: str, full: bool, extended: bool,
                          work_root, schedule_options(long_iters),
                          suffix=f'-{long_iters}it')
     return runs
-
-
-def commit() -> str:
-    """The checkout's commit (with ``-dirty`` for local changes), or '?'."""
-    try:
-        head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'],
-                              capture_output=True, text=True, check=True)
-        dirty = subprocess.run(['git', 'status', '--porcelain', '-uno'],
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return '?'
-    return head.stdout.strip() + ('-dirty' if dirty.stdout.strip() else '')
 
 
 def ensure_data(root: str) -> None:
