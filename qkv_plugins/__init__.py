@@ -14,7 +14,8 @@ check_torch()  # before anything needs a newer torch: a clear ImportError
 from . import compat  # noqa: E402
 from .layers import (  # noqa: E402
     QKV_MODES, SIMILARITIES, QKVContextBlock, QKVCrissCrossAttention,
-    QKVDisentangledNonLocal2d, QKVNonLocal2d, from_mmcv, record_attention)
+    QKVDisentangledNonLocal2d, QKVMultiheadAttention, QKVNonLocal2d,
+    from_mmcv, record_attention)
 
 __version__ = '0.1.0'
 
@@ -26,6 +27,7 @@ if find_spec('mmseg') is not None:
 
 __all__ = [
     'QKVNonLocal2d', 'QKVCrissCrossAttention', 'QKVDisentangledNonLocal2d',
-    'QKVContextBlock', 'from_mmcv', 'record_attention',
+    'QKVContextBlock', 'QKVMultiheadAttention', 'from_mmcv',
+    'record_attention',
     'QKV_MODES', 'SIMILARITIES', '__version__'
 ]

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from qkv_plugins import QKVCrissCrossAttention, QKVNonLocal2d
+from qkv_plugins.layers import QKVMultiheadAttention
 
 from .helpers import CONFIGS, build_segmentor, seg_logits
 
@@ -66,14 +67,20 @@ def _readme_configs():
     return [b.split('```')[0] for b in blocks if "_base_ = ['mmseg::" in b]
 
 
-@pytest.mark.parametrize('index', range(2))
+# per README snippet: (layer type, logits of a 64 x 64 image)
+SNIPPET_EXPECTED = ((QKVNonLocal2d, (1, 19, 8, 8)),
+                    (QKVNonLocal2d, (1, 19, 8, 8)),
+                    (QKVMultiheadAttention, (1, 150, 16, 16)))
+
+
+@pytest.mark.parametrize('index', range(len(SNIPPET_EXPECTED)))
 def test_readme_config_snippets_build_and_run(index, tmp_path):
     snippets = _readme_configs()
-    assert len(snippets) == 2
+    assert len(snippets) == len(SNIPPET_EXPECTED)
     path = tmp_path / 'snippet.py'
     path.write_text(snippets[index])
     model = build_segmentor(path)
-    layers = [m for m in model.modules()
-              if isinstance(m, (QKVNonLocal2d, QKVCrissCrossAttention))]
+    layer_type, shape = SNIPPET_EXPECTED[index]
+    layers = [m for m in model.modules() if isinstance(m, layer_type)]
     assert layers
-    assert seg_logits(model).shape == (1, 19, 8, 8)
+    assert seg_logits(model).shape == shape

@@ -421,9 +421,10 @@ def to_markdown(variants: List[Variant], problems: List[str],
                  'mean over seeds and criss-cross hops): logit asym. = '
                  '‖C − Cᵀ‖/‖C‖ over off-diagonal entries of the '
                  'double-centred log-weights C (0 for a symmetric score '
-                 'such as Q = K; - where the map is not square, is '
-                 'query-independent, or has weights that underflowed to '
-                 'exactly 0, whose log is not the logit); self top-1 = share of query positions '
+                 'such as Q = K; - where the map is not square or is '
+                 'query-independent; batches whose weights underflowed to '
+                 'exactly 0 are left out, the log of 0 not being the '
+                 'logit); self top-1 = share of query positions '
                  'whose top key is their own position, over labelled object '
                  '(obj) or unlabelled background (bg) positions (chance: 1 '
                  '/ keys, 1/256 here); self-wt ×keys = the weight a position '
@@ -488,22 +489,28 @@ def plot(variants: List[Variant], path: str) -> None:
 
     from ..io import atomic_path
     tracks = sorted({v.track for v in variants})
-    fig, axes = plt.subplots(2, len(tracks), figsize=(7 * len(tracks), 8.5),
-                             squeeze=False)
+    widths = [max(6.0, 0.45 * sum(v.track == t for v in variants))
+              for t in tracks]  # room for each bar's label
+    fig, axes = plt.subplots(2, len(tracks), figsize=(sum(widths), 9),
+                             squeeze=False,
+                             gridspec_kw=dict(width_ratios=widths))
     for column, track in enumerate(tracks):
         bars, curves = axes[0][column], axes[1][column]
         chosen = sorted((v for v in variants if v.track == track and v.runs),
                         key=_row_key)
         for i, v in enumerate(chosen):
             mean, std = v.mean_std()
-            colour = 'grey' if v.algo == BASELINE else f'C{i % 10}'
+            colour = ('grey' if v.algo == BASELINE else
+                      plt.cm.tab20(i % 20))
             bars.bar(i, mean, yerr=std, color=colour, alpha=0.6, capsize=3)
             bars.scatter([i] * len(v.mious), v.mious, color='k', s=8,
                          zorder=3)
             curve = v.val_curve()
             if curve:
                 curves.plot(*zip(*curve), marker='o', color=colour,
-                            linestyle='--' if v.long else '-',
+                            linestyle='--' if v.long else
+                            ':' if _backbone(v) != _backbone(chosen[0])
+                            else '-',
                             label=_label(v).replace('\n', ' '))
         bars.set_xticks(range(len(chosen)))
         bars.set_xticklabels([_label(v) for v in chosen], rotation=60,
