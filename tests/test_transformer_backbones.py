@@ -144,7 +144,8 @@ def test_recording_goes_through_the_catalog():
 
 
 @pytest.mark.parametrize('options,message', [
-    (dict(num_heads=3), 'num_heads=3 must divide embed_dims=8'),
+    (dict(num_heads=3), r'num_heads=3 must divide embed_dims=8 .*allowed: '
+     r'\[1, 2, 4, 8\]'),
     (dict(qkv_mode='query_independent'), "qkv_mode must be one of 'separate'"),
     (dict(similarity='l2'), "similarity must be one of 'dot', 'cosine'"),
     (dict(mask_self=True, sr_ratio=2), 'mask_self=True needs sr_ratio=1'),

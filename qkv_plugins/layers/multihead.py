@@ -169,10 +169,12 @@ class QKVMultiheadAttention(RecordsAttention, nn.Module):
         self.mask_self = check_bool('mask_self', mask_self)
         self.sr_ratio = check_positive_int('sr_ratio', sr_ratio)
         if embed_dims % num_heads:
+            allowed = [d for d in range(1, embed_dims + 1)
+                       if embed_dims % d == 0]
             raise ValueError(f'num_heads={num_heads} must divide '
                              f'embed_dims={embed_dims} (qkv_mode='
                              f'{qkv_mode!r}: every head takes embed_dims / '
-                             'num_heads channels)')
+                             f'num_heads channels); allowed: {allowed}')
         if mask_self and sr_ratio > 1:
             raise ValueError(
                 f'mask_self=True needs sr_ratio=1, but got sr_ratio='
