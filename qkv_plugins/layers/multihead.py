@@ -325,9 +325,11 @@ def key_layout(height: int, width: int, keys: int) -> Tuple[int, int, int]:
                      'grid')
 
 
-def _own_keys(height: int, width: int, keys: int, device) -> Tensor:
-    """Index of each query's own key (its reduced cell)."""
-    s, key_width, extra = key_layout(height, width, keys)
+def _own_keys(height: int, width: int, layout: Tuple[int, int, int],
+              device) -> Tensor:
+    """Index of each query's own key (its reduced cell) in a
+    :func:`key_layout`."""
+    s, key_width, extra = layout
     ys = torch.arange(height, device=device)[:, None] // s
     xs = torch.arange(width, device=device)[None, :] // s
     return (extra + ys * key_width + xs).flatten()
@@ -339,9 +341,10 @@ def token_maps(weights: Tensor, max_queries: int):
     height, width, keys = weights.shape[-3:]
     maps = weights.flatten(0, 1).flatten(1, 2)  # [B·heads, hw, K]
     queries = query_subset(height * width, max_queries, maps.device)
-    own = _own_keys(height, width, keys, maps.device)
+    layout = key_layout(height, width, keys)
+    own = _own_keys(height, width, layout, maps.device)
     sampled = maps[:, queries]
-    s, _, extra = key_layout(height, width, keys)
+    s, _, extra = layout
     square = sampled[:, :, extra + queries] if s == 1 else None
     return sampled, own[queries], square
 
@@ -352,7 +355,8 @@ def token_dense(weights: Tensor) -> Tensor:
     token's left out."""
     height, width, keys = weights.shape[-3:]
     maps = weights.float().mean(1).flatten(1, 2)  # [B, hw, K]
-    own = _own_keys(height, width, keys, maps.device)  # key of each cell
+    own = _own_keys(height, width, key_layout(height, width, keys),
+                    maps.device)  # key of each cell
     counts = torch.bincount(own, minlength=keys).clamp_min(1).to(maps.dtype)
     return maps[:, :, own] / counts[own]
 

@@ -118,7 +118,8 @@ class AttentionDiagnosticsHook(Hook):
         if reference is not None:
             height, width = entry.grid(weights, reference[0].shape)
             if height * width <= MAX_DENSE_POSITIONS:
-                dense = entry.dense(weights)  # [B, N, N]
+                # [B, N, N], beside the label cells (numpy-made, on CPU)
+                dense = entry.dense(weights).cpu()
                 keys = maps.shape[-1]
                 if labels is not None:
                     stats.update(_object_stats(

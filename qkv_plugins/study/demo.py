@@ -20,21 +20,20 @@ repository's ``configs/qkv_study``).
 """
 import argparse
 import json
-import re
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 from ..cli import at_least
 from ..io import atomic_path, write_text_atomic
-from ..layers.catalog import entry_named
+from ..layers.catalog import UnknownLayer, entry_named
 from ..layers.options import CONSTANT_QUERY_MODES, QKV_MODES
-from ..machine import describe_machine, git_commit as commit
+from ..machine import describe_machine, git_commit
 from .report import write_report
 from .sweep import evaluate, plan, sweep
-from .table import BASELINE
+from .table import BASELINE, describe_config
 from .synthetic import DEFAULT_ROOT, TRACKS, DatasetError, make_dataset
 from .synthetic import verify_dataset
 
@@ -76,6 +75,20 @@ TRACK_ITERS = {'cyclic': 1500, 'grouping': 1200}
 INVOCATIONS_FILE = 'invocations.json'
 
 
+def _configs_by_head(config_dir: str) -> Dict[Tuple[str, str], List[str]]:
+    """{(track, head): config files} of the study configs in ``config_dir``
+    (as the table names them: ``fcn`` or ``<layer>-<variant>``)."""
+    index: Dict[Tuple[str, str], List[str]] = {}
+    for path in sorted(Path(config_dir).glob('*.py')):
+        try:
+            track, algo, variant = describe_config(path.stem)
+        except UnknownLayer:  # not a config of this catalog's layers
+            continue
+        head = algo if variant == '-' else f'{algo}-{variant}'
+        index.setdefault((track, head), []).append(str(path))
+    return index
+
+
 def study_configs(config_dir: str,
                   heads_per_track: Dict[str, Sequence[str]]) -> List[str]:
     """The config files in ``config_dir`` of the given heads, per track.
@@ -83,6 +96,7 @@ def study_configs(config_dir: str,
     A head is the baseline (``fcn``) or ``<layer>-<variant>`` with a layer
     of the catalog; any other raises UnknownLayer naming the known ones.
     """
+    index = _configs_by_head(config_dir)
     configs = []
     for track, heads in heads_per_track.items():
         if track not in TRACKS:
@@ -92,15 +106,12 @@ def study_configs(config_dir: str,
             layer = head.split('-')[0]
             if layer != BASELINE:
                 entry_named(layer)
-            pattern = re.compile(rf'^{re.escape(head)}_[a-z0-9]+_\d+xb\d+-'
-                                 rf'.*_qkvsyn-{track}-\d+x\d+$')
-            matches = sorted(p for p in Path(config_dir).glob('*.py')
-                             if pattern.match(p.stem))
+            matches = index.get((track, head), [])
             if len(matches) != 1:
                 raise FileNotFoundError(f'expected one config for {head} on '
                                         f'{track} in {config_dir}, found '
                                         f'{matches}')
-            configs.append(str(matches[0]))
+            configs.append(matches[0])
     return configs
 
 
@@ -189,7 +200,7 @@ def main() -> None:
                         'WORK_ROOT-<N>it')
     args = parser.parse_args()
 
-    began, at_commit = time.time(), commit()  # what this invocation runs
+    began, at_commit = time.time(), git_commit()  # what this invocation runs
     ensure_data(args.data_root)
     work_root = args.work_root + ('-extended' if args.extended else
                                   '-full' if args.full else '')

@@ -29,8 +29,8 @@ class Run:
     seed: int
     work_dir: Path
     options: Tuple[str, ...] = ()
-    _requested: Dict[tuple, Tuple[str, int]] = field(
-        default_factory=dict, repr=False, compare=False)
+    _configs: Dict[tuple, object] = field(default_factory=dict, repr=False,
+                                          compare=False)
 
     @property
     def name(self) -> str:
@@ -41,22 +41,22 @@ class Run:
         return [*cfg_options, *self.options]
 
     def config_for(self, cfg_options: Sequence[str] = ()):
-        """The Config the training command builds for this run."""
-        from ..training import load_config
-        options = {**parse_cfg_options(self.cfg_options(cfg_options)),
-                   'randomness.seed': self.seed}
-        return load_config(str(self.config), options, str(self.work_dir))
+        """The Config the training command builds for this run; read once
+        per set of options (the sweep asks before and after training, and
+        the evaluation again)."""
+        key = tuple(cfg_options)
+        if key not in self._configs:
+            from ..training import load_config
+            options = {**parse_cfg_options(self.cfg_options(cfg_options)),
+                       'randomness.seed': self.seed}
+            self._configs[key] = load_config(str(self.config), options,
+                                             str(self.work_dir))
+        return self._configs[key]
 
     def requested(self, cfg_options: Sequence[str] = ()) -> Tuple[str, int]:
-        """(fingerprint, max_iters) of the requested run; the config is read
-        once per set of options (the sweep asks before and after training
-        and again for diagnostics)."""
-        key = tuple(cfg_options)
-        if key not in self._requested:
-            cfg = self.config_for(cfg_options)
-            self._requested[key] = (cfg.run_fingerprint,
-                                    cfg.get('train_cfg', {}).get('max_iters'))
-        return self._requested[key]
+        """(fingerprint, max_iters) of the requested run."""
+        cfg = self.config_for(cfg_options)
+        return cfg.run_fingerprint, cfg.get('train_cfg', {}).get('max_iters')
 
     def state(self, cfg_options: Sequence[str] = ()) -> Tuple[str, str]:
         """(state, why): :func:`~qkv_plugins.workdir.run_state` for this

@@ -81,17 +81,25 @@ class Variant:
     problems: List[str] = field(default_factory=list)
 
     @property
-    def mious(self) -> List[float]:
-        """Test mIoU per seed (seeds in order)."""
-        return [self.runs[s]['test']['mIoU'] for s in sorted(self.runs)]
+    def by_seed(self) -> Dict[int, float]:
+        """Test mIoU per seed."""
+        return {s: self.runs[s]['test']['mIoU'] for s in sorted(self.runs)}
 
     @property
-    def by_seed(self) -> Dict[int, float]:
-        return {s: self.runs[s]['test']['mIoU'] for s in self.runs}
+    def mious(self) -> List[float]:
+        """Test mIoU per seed (seeds in order)."""
+        return list(self.by_seed.values())
 
     @property
     def masks_self(self) -> bool:
-        return 'maskself' in self.variant.split(' ')[0].split('-')
+        """A ``mask_self`` model: its runs were also measured with the mask
+        lifted (the evaluation does that for such models only)."""
+        return any('diagnostics_lifted' in r for r in self.runs.values())
+
+    @property
+    def backbone(self) -> str:
+        match = _EMBEDDED.match(self.config)
+        return match['backbone'] if match else ''
 
     @property
     def long(self) -> bool:
@@ -286,11 +294,6 @@ def _has_diagnostics(variants: List[Variant]) -> bool:
     return any(v.diagnostic('entropy') is not None for v in variants)
 
 
-def _backbone(v: Variant) -> str:
-    match = _EMBEDDED.match(v.config.split('/')[-1])
-    return match['backbone'] if match else ''
-
-
 def _reference(v: Variant, variants: Sequence[Variant]) -> Optional[Variant]:
     """``separate`` of a reference layer on the variant's track and
     backbone (none for itself and for runs at another schedule); the FCN
@@ -301,7 +304,7 @@ def _reference(v: Variant, variants: Sequence[Variant]) -> Optional[Variant]:
         for r in variants:
             if (r.track == v.track and r.algo == layer
                     and r.variant == 'separate'
-                    and (_backbone(r) == _backbone(v)
+                    and (r.backbone == v.backbone
                          or v.algo == BASELINE)):
                 return r
     return None
@@ -509,7 +512,7 @@ def plot(variants: List[Variant], path: str) -> None:
             if curve:
                 curves.plot(*zip(*curve), marker='o', color=colour,
                             linestyle='--' if v.long else
-                            ':' if _backbone(v) != _backbone(chosen[0])
+                            ':' if v.backbone != chosen[0].backbone
                             else '-',
                             label=_label(v).replace('\n', ' '))
         bars.set_xticks(range(len(chosen)))
