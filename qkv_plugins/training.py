@@ -182,20 +182,42 @@ def test(config: Union[str, Config],
          work_dir: Optional[str] = None,
          launcher: str = 'none',
          diagnostics: Union[bool, dict] = False,
-         allow_partial: bool = False) -> dict:
+         allow_partial: bool = False,
+         logit_transform: Optional[str] = None) -> dict:
     """Evaluate ``checkpoint`` on the config's test set; return the metrics.
 
-    ``diagnostics``: True, or the ``AttentionDiagnosticsHook`` arguments
-    as a dict, to write attention diagnostics to the work dir. A checkpoint
-    that does not fit the model raises CheckpointMismatch (unless
-    ``allow_partial``) before anything is evaluated.
+    ``checkpoint`` None evaluates the model as the config's seed
+    initialises it. ``diagnostics``: True, or the
+    ``AttentionDiagnosticsHook`` arguments as a dict, to write attention
+    diagnostics to the work dir. ``logit_transform``: a test-time
+    intervention on every attention layer's logits
+    (:func:`~qkv_plugins.layers.similarity.set_logit_transform`). A
+    checkpoint that does not fit the model raises CheckpointMismatch
+    (unless ``allow_partial``) before anything is evaluated.
     """
+    from .layers.similarity import LOGIT_TRANSFORMS, set_logit_transform
+    if logit_transform not in LOGIT_TRANSFORMS:
+        raise ValueError(f'logit_transform must be one of '
+                         f'{list(LOGIT_TRANSFORMS)}, but got '
+                         f'{logit_transform!r}')
     hook = ({} if diagnostics is True else dict(diagnostics or {}))
     runner = build_runner(
         config, cfg_options=cfg_options, work_dir=work_dir,
         launcher=launcher, load_from=checkpoint,
         extra_hooks=[dict(type='AttentionDiagnosticsHook', **hook)]
         if diagnostics else ())
-    if not allow_partial:
+    if checkpoint is None:
+        # as training starts: the config's initialisation under its seed
+        # (the Runner calls init_weights in train(), not in test())
+        from mmengine.model import is_model_wrapper
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        model.init_weights()
+    elif not allow_partial:
         check_checkpoint_fits(runner.model, checkpoint)
+    if logit_transform is not None and not set_logit_transform(
+            runner.model, logit_transform):
+        raise ValueError(f'logit_transform={logit_transform!r}: the model '
+                         'has no attention layer whose logits it could '
+                         'change')
     return runner.test()

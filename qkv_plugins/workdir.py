@@ -27,7 +27,13 @@ STATS_FILE = 'run_stats.json'  # RunStatsHook
 DIAGNOSTICS_FILE = 'attention_diagnostics.json'  # AttentionDiagnosticsHook
 # the same with every layer's self mask lifted (mask_self models)
 LIFTED_DIAGNOSTICS_FILE = 'attention_diagnostics_lifted.json'
+LOSS_SERIES_FILE = 'loss_series.json'  # LossSeriesHook
 TEST_METRICS_FILE = 'test_metrics.json'  # the study's test-split evaluation
+# the same with a test-time intervention on the logits (study.sweep)
+INTERVENTION_FILES = {'symmetric': 'test_metrics_symmetric.json',
+                      'transpose': 'test_metrics_transpose.json'}
+# diagnostics of the model as its seed initialises it (a reference)
+INIT_DIAGNOSTICS_FILE = 'attention_diagnostics_init.json'
 PLAN_FILE = 'sweep.json'  # study.sweep, at the sweep's root
 # Keys that say where and how a run executes, not what it computes.
 _NOT_FINGERPRINTED = ('work_dir', 'resume', 'load_from', 'launcher', 'env_cfg',

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from qkv_plugins import QKVCrissCrossAttention, QKVNonLocal2d
 from qkv_plugins.bench import count_flops
-from qkv_plugins.study.table import collect, to_csv, to_markdown
+from qkv_plugins.study.collect import collect
+from qkv_plugins.study.render import to_csv, to_markdown
 from qkv_plugins.study.sweep import plan, sweep
 
 
@@ -78,53 +79,173 @@ def test_table_reports_mean_std_and_every_missing_run(tmp_path):
         dict(config=fcn, seed=2)])))
     variants, problems = collect(str(tmp_path))
     text = to_markdown(variants, problems)
-    assert '| cyclic | nonlocal | shared | 65.00 ± 7.07 | 60.0 / 70.0 |' \
+    assert '| cyclic | nonlocal | shared | 2/3 | 65.00 ± 7.07 | 60.0 / 70.0 |' \
         in text
     assert f'{nl} seed 2: partial (iter 4/10)' in problems
-    assert f'{fcn} seed 1: failed (exit 1)' in problems
+    assert (f'{fcn} seed 1: missing; the sweep recorded failed (exit 1)'
+            in problems)
     assert f'{fcn} seed 2: missing' in problems
     assert f'{fcn} seed 3: not evaluated on the test split' in problems
-    assert '2/3' in text and '1/4' in text
+    assert '| cyclic | fcn | - | 1/4 |' in text
     assert 'seed 2: partial' in to_csv(variants)
 
 
 def test_table_compares_each_variant_with_separate_over_paired_seeds(
         tmp_path):
-    from qkv_plugins.stats.paired import holm, paired_difference
+    from qkv_plugins.stats.paired import paired_difference
     name = '{}_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128'
     separate = {0: 80.0, 1: 90.0, 2: 85.0, 3: 70.0}
     shared = {0: 60.0, 1: 75.0, 2: 66.0}  # seed 3 missing: not paired
-    fcn = {0: 20.0, 1: 21.0, 2: 25.0}
     for variant, values in (('nonlocal-separate', separate),
-                            ('nonlocal-shared', shared), ('fcn', fcn)):
+                            ('nonlocal-shared', shared)):
         for seed, miou in values.items():
             _stats(tmp_path, name.format(variant), seed, miou)
-    _stats(tmp_path, name.format('nonlocal-shared') + '-3000it', 0, 99.0)
     variants, problems = collect(str(tmp_path))
     assert problems == []
     # by hand: differences -20, -15, -19 over seeds 0-2
     diff = paired_difference(shared, separate)
-    assert diff.seeds == 3 and diff.mean == pytest.approx(-18.0)
     half = 4.302652729911275 * 2.6457513110645907 / 3**0.5
     assert (diff.low, diff.high) == pytest.approx((-18 - half, -18 + half))
-    p_fcn = paired_difference(fcn, separate).p
-    adjusted = holm([diff.p, p_fcn])
     text = to_markdown(variants, problems)
-    assert (f'| cyclic | nonlocal | shared | 67.00 ± 7.55 | 60.0 / 75.0 / '
-            f'66.0 | -18.00 [{-18 - half:+.2f}, {-18 + half:+.2f}] | '
-            f'{adjusted[0]:.3f} |') in text
-    assert '| cyclic | nonlocal | separate | 81.25 ± 8.54 |' in text
-    # the reference is not compared with itself; another schedule is not
-    # compared at all
-    assert '| separate | 81.25 ± 8.54 | 80.0 / 90.0 / 85.0 / 70.0 | - | - |' \
-        in text
-    assert '| shared @3000it | 99.00 ± 0.00 | 99.0 | - | - |' in text
-    rows = {r['qkv_mode']: r for r in csv.DictReader(
+    # three pairs: an interval, no exact test, the smallest detectable Δ
+    row = next(line for line in text.splitlines()
+               if line.startswith('| cyclic | nonlocal | shared |'))
+    assert (f'| -18.00 [{-18 - half:+.2f}, {-18 + half:+.2f}] | no test '
+            'possible |') in row
+    assert '| 0/3 [0.00, 0.71] | primary |' in row
+    assert '| cyclic | nonlocal | separate | 4/4 | 81.25 ± 8.54 | 80.0 / ' \
+        '90.0 / 85.0 / 70.0 | 1/4 [0.01, 0.81] | - | - | - |' in text
+    rows = {r['row']: r for r in csv.DictReader(
         io.StringIO(to_csv(variants)))}
-    assert float(rows['shared']['p_holm']) == pytest.approx(adjusted[0])
-    assert float(rows['-']['p_holm']) == pytest.approx(adjusted[1])
-    assert rows['shared']['test_miou_per_seed'] == '0:60.00 1:75.00 2:66.00'
-    assert rows['shared']['val_miou_curve'] == '5:57.00 10:62.00'
+    shared_row = rows['cyclic/nonlocal-shared']
+    assert shared_row['test_possible'] == 'False'
+    assert shared_row['p_signflip'] == '' and shared_row['p_mcnemar'] != ''
+    assert shared_row['test_miou_per_seed'] == '0:60.00 1:75.00 2:66.00'
+    assert shared_row['val_miou_curve'] == '5:57.00 10:62.00'
+    # (t.975 + t.80 with 2 df) · sd / √3
+    assert float(shared_row['detectable_effect']) == pytest.approx(
+        (4.302652729911275 + 1.0606601717798212) * 2.6457513110645907
+        / 3**0.5)
+
+
+def _seeded(tmp_path, values_by_variant, track='cyclic'):
+    name = '{}_tinyr18s2_1xb8-1500it_qkvsyn-' + track + '-128x128'
+    for variant, values in values_by_variant.items():
+        for seed, miou in enumerate(values):
+            _stats(tmp_path, name.format(variant), seed, miou)
+
+
+def test_exact_tests_and_holm_within_the_declared_families(tmp_path):
+    from qkv_plugins.stats.exact import mcnemar_exact, sign_flip_p
+    from qkv_plugins.stats.paired import holm
+    separate = [99.0, 98.5, 99.2, 97.0, 99.9, 50.0, 99.1, 98.8]
+    primary = {  # the four declared primary rows, 8 seeds each
+        'nonlocal-shared_qk': [50.0, 51.0, 99.0, 49.0, 52.0, 48.0, 50.5,
+                               49.5],
+        'nonlocal-shared': [50.0] * 8,
+        'nonlocal-identity-cosine': [45.0 + s for s in range(8)],
+        'nonlocal-query_independent': [48.0] * 7 + [99.0],
+    }
+    secondary = {'nonlocal-identity_qk': [60.0] * 8}
+    _seeded(tmp_path, {'nonlocal-separate': separate, **primary,
+                       **secondary})
+    variants, problems = collect(str(tmp_path))
+    rows = {r['row']: r for r in csv.DictReader(
+        io.StringIO(to_csv(variants)))}
+    solved = {s: v >= 90 for s, v in enumerate(separate)}
+    raw = {h: mcnemar_exact({s: v >= 90 for s, v in enumerate(values)},
+                            solved).p for h, values in primary.items()}
+    adjusted = dict(zip(raw, holm(list(raw.values()))))
+    for head, p in adjusted.items():
+        row = rows[f'cyclic/{head}']
+        assert row['family'] == 'primary'
+        assert float(row['p_mcnemar']) == pytest.approx(raw[head])
+        assert float(row['p_mcnemar_holm']) == pytest.approx(p)
+    # the secondary family: every other test of the table (the sign-flip
+    # test of each row and contrast, McNemar of the other rows and of the
+    # contrasts), Holm over all of them
+    signflips = {h: sign_flip_p([a - b for a, b in zip(v, separate)])
+                 for h, v in {**primary, **secondary}.items()}
+    for head, p in signflips.items():
+        assert float(rows[f'cyclic/{head}']['p_signflip']) == pytest.approx(p)
+    family = [(r['row'], column) for r in rows.values()
+              for column in ('p_signflip', 'p_mcnemar')
+              if r[column] and not (column == 'p_mcnemar'
+                                    and r['family'] == 'primary')]
+    assert len(family) == 5 + 1 + 2 * 3  # rows, identity_qk, 3 contrasts
+    expected = holm([float(rows[r][c]) for r, c in family])
+    for (row, column), p in zip(family, expected):
+        assert float(rows[row][f'{column}_holm']) == pytest.approx(p)
+    assert rows['cyclic/nonlocal-separate']['solved'] == '7'
+    # the declared contrasts whose rows both exist: Q/K projected or not
+    contrast = rows['contrast/nonlocal-identity_qk-vs-nonlocal-shared_qk']
+    assert contrast['factor'].startswith('projecting Q/K')
+    assert float(contrast['delta']) == pytest.approx(
+        sum(60.0 - v for v in primary['nonlocal-shared_qk']) / 8)
+
+
+def test_interventions_are_rows_against_the_model_as_trained(tmp_path):
+    separate = [99.0, 98.0, 97.0, 99.5, 96.0, 99.0]
+    _seeded(tmp_path, {'nonlocal-separate': separate})
+    name = 'nonlocal-separate_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128'
+    for seed in range(6):
+        work = tmp_path / name / f'seed{seed}'
+        for how, miou in (('symmetric', 50.0 + seed), ('transpose', 40.0)):
+            (work / f'test_metrics_{how}.json').write_text(json.dumps(dict(
+                checkpoint='x', metrics=dict(mIoU=miou))))
+        (work / 'attention_diagnostics_init.json').write_text(json.dumps(
+            {'decode_head.attention': dict(logit_asymmetry=1.4)}))
+    variants, problems = collect(str(tmp_path))
+    rows = {r['row']: r for r in csv.DictReader(
+        io.StringIO(to_csv(variants)))}
+    symmetric = rows['cyclic/nonlocal-separate[symmetric]']
+    assert symmetric['kind'] == 'intervention'
+    assert symmetric['reference'] == 'cyclic/nonlocal-separate'
+    assert float(symmetric['delta']) == pytest.approx(
+        sum(50.0 + s - v for s, v in enumerate(separate)) / 6)
+    assert float(symmetric['p_signflip']) == pytest.approx(2 / 2**6)
+    assert symmetric['solved'] == '0'
+    assert float(rows['cyclic/nonlocal-separate']['logit_asymmetry_init']) \
+        == pytest.approx(1.4)
+    text = to_markdown(variants, problems)
+    assert '| cyclic/nonlocal-separate[transpose] |' in text
+    assert '| cyclic/nonlocal-separate | 0 | 99.0 | yes |' in text
+
+
+def test_time_to_solve_table(tmp_path):
+    from qkv_plugins.stats.survival import kaplan_meier, logrank_p
+    from qkv_plugins.study.report import write_report
+    name = '{}_tinyr18s2_1xb8-4500it-tts_qkvsyn-cyclic-128x128'
+    solved_at = {'nonlocal-separate': [600, 900, 900, 1200],
+                 'nonlocal-identity-cosine': [None, 2400, None, None]}
+    for head, times in solved_at.items():
+        for seed, at in enumerate(times):
+            work = tmp_path / name.format(head) / f'seed{seed}'
+            work.mkdir(parents=True)
+            end = at or 4500
+            history = [dict(iter=i, mIoU=95.0 if at and i >= at else 50.0,
+                            cosine_scale={'a': 10.0 + i / 300})
+                       for i in range(300, end + 1, 300)]
+            (work / 'run_stats.json').write_text(json.dumps(dict(
+                complete=True, iter=end, max_iters=4500,
+                stopped_early=bool(at), val_history=history)))
+    text = write_report(str(tmp_path))
+    assert '| cyclic | nonlocal-separate | 4 | 4/4 [0.40, 1.00] | 600 / ' \
+        '900 / 900 / 1200 | 900 [600, 1200] |' in text
+    row = next(line for line in text.splitlines()
+               if '| nonlocal-identity-cosine |' in line)
+    assert '>4500 / 2400 / >4500 / >4500 | not reached' in row
+    p = logrank_p([600, 900, 900, 1200], [True] * 4,
+                  [4500, 2400, 4500, 4500], [False, True, False, False])
+    rows = {r['row']: r for r in csv.DictReader(
+        (tmp_path / 'table.csv').open())}
+    assert float(rows['cyclic/nonlocal-identity-cosine']['p_logrank']) == \
+        pytest.approx(p)
+    assert rows['cyclic/nonlocal-separate']['km_median'] == '900'
+    assert '0:300=11.000,600=12.000 1:' in rows['cyclic/nonlocal-separate'][
+        'cosine_scale_per_seed']
+    assert kaplan_meier([600], [True])[0].survival == 0.0
+    assert (tmp_path / 'table.png').stat().st_size > 0
 
 
 def test_sweep_skips_complete_runs(tmp_path, monkeypatch):
@@ -183,5 +304,5 @@ def test_runs_outside_the_embedded_study_report_their_last_validation(
     _stats(tmp_path, config, 0, 70.0, tested=False)
     variants, problems = collect(str(tmp_path))
     assert problems == []
-    assert f'| - | {config} | - | 65.00 ± 0.00 (val) | 65.0 |' in \
+    assert f'| - | {config} | - | 1/1 | 65.00 ± 0.00 (val) | 65.0 |' in \
         to_markdown(variants, problems)

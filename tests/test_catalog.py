@@ -128,7 +128,9 @@ def test_toy_layer_reaches_every_consumer(toy, tmp_path):
                         repeats=1, log=lambda _: None)
     assert all(r.time_ms > 0 for r in results)
     # table
-    from qkv_plugins.study.table import collect, rows
+    from qkv_plugins.study.collect import collect
+    from qkv_plugins.study.compare import analyse
+    from qkv_plugins.study.render import main_rows
     run = tmp_path / 'study' / STUDY_NAME.format(mode='identity') / 'seed0'
     run.mkdir(parents=True)
     (run / 'run_stats.json').write_text(json.dumps(
@@ -136,8 +138,8 @@ def test_toy_layer_reaches_every_consumer(toy, tmp_path):
     (run / 'test_metrics.json').write_text(json.dumps(
         dict(metrics={'mIoU': 42.0})))
     variants, problems = collect(str(tmp_path / 'study'))
-    assert problems == [] and rows(variants)[0][:4] == [
-        'cyclic', 'toy', 'identity', '42.00 ± 0.00']
+    assert problems == [] and main_rows(variants, analyse(variants))[0][
+        :5] == ['cyclic', 'toy', 'identity', '1/1', '42.00 ± 0.00']
 
 
 def test_every_consumer_refuses_an_unknown_layer(tmp_path):
@@ -152,7 +154,7 @@ def test_every_consumer_refuses_an_unknown_layer(tmp_path):
     from qkv_plugins.bench.layers import Case, build_ours
     with pytest.raises(UnknownLayer, match="no attention layer called 'nope'"):
         build_ours(Case('nope', 'separate', 'dot', False, 3, 5, 4, 1))
-    from qkv_plugins.study.table import collect
+    from qkv_plugins.study.collect import collect
     run = tmp_path / 'study' / STUDY_NAME.replace('toy', 'nope').format(
         mode='separate') / 'seed0'
     run.mkdir(parents=True)

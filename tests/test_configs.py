@@ -7,7 +7,7 @@ from mmengine.config import Config
 
 from qkv_plugins import QKVNonLocal2d
 from qkv_plugins.layers import entry_for, entry_named
-from qkv_plugins.study.table import BASELINE, describe_config
+from qkv_plugins.study.names import BASELINE, describe_config
 from qkv_plugins.check.cityscapes import (make_ade20k_tree,
                                           make_cityscapes_tree, shrink_config)
 from qkv_plugins.compat import sync_bn_to_bn
@@ -33,9 +33,12 @@ def test_config_inventory():
     assert heads['grouping'] <= heads['cyclic']
     assert {algo for algo, _ in heads['cyclic']} == {
         BASELINE, 'nonlocal', 'ccnet', 'dnl', 'gcnet', 'mha'}
-    # every demo / full / extended row has its config
-    from qkv_plugins.study.demo import study_runs
-    assert len(study_runs(str(CONFIGS / 'qkv_study'), 'x', True, True)) > 100
+    # every row of every scale has its config
+    from qkv_plugins.study.demo import SCALES, study_runs
+    counts = {scale: len(study_runs(str(CONFIGS / 'qkv_study'), 'x', scale))
+              for scale in SCALES}
+    assert counts == {'default': 24, 'full': 154, 'extended': 184,
+                      'time-to-solve': 48, 'transformers': 21}
 
 
 _HEAD = re.compile(r'^(?:qkv-)?(?P<name>[a-z]+)(?:-(?P<variant>.+?))?_'

@@ -240,7 +240,7 @@ def test_files_outside_the_manifest_are_refused(tmp_path):
 
 
 def test_table_and_sweep_name_corrupt_files_and_go_on(tmp_path):
-    from qkv_plugins.study.table import collect
+    from qkv_plugins.study.collect import collect
     from qkv_plugins.study.sweep import plan
     root = tmp_path / 'study'
     config = 'nonlocal-separate_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128'

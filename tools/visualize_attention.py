@@ -15,7 +15,7 @@ from PIL import Image
 
 from qkv_plugins import record_attention
 from qkv_plugins.layers import entry_for
-from qkv_plugins.study.table import describe_config
+from qkv_plugins.study.names import describe_config
 from qkv_plugins.stats.pictures import draw
 from qkv_plugins.cli import config_and_checkpoint
 from qkv_plugins.study.synthetic import DEFAULT_ROOT

@@ -13,7 +13,17 @@ from ..workdir import DIAGNOSTICS_FILE, LIFTED_DIAGNOSTICS_FILE
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test a segmentor')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint', nargs='?',
+                        help='checkpoint file (omitted with --at-init)')
+    parser.add_argument('--at-init', action='store_true',
+                        help='evaluate the model as the config\'s seed '
+                        'initialises it, without a checkpoint (a reference '
+                        'for the diagnostics)')
+    parser.add_argument('--logit-transform', choices=('symmetric',
+                                                      'transpose'),
+                        help='test-time intervention on every attention '
+                        'layer\'s logits S: (S + Sᵀ)/2 or Sᵀ (the weights '
+                        'are not changed)')
     parser.add_argument('--work-dir', help='the dir to save logs and metrics')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings, e.g. key=value a.b=1')
@@ -26,6 +36,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='diagnostics with every layer\'s mask_self '
                         f'lifted, to {LIFTED_DIAGNOSTICS_FILE} (the outputs '
                         'change: the metrics are not the model\'s own)')
+    parser.add_argument('--diagnostics-out', metavar='NAME',
+                        help='file name of the diagnostics in the work dir '
+                        f'(default: {DIAGNOSTICS_FILE}, or '
+                        f'{LIFTED_DIAGNOSTICS_FILE} with --lift-mask)')
     parser.add_argument('--metrics-out', metavar='FILE',
                         help='also write the metrics to FILE as JSON')
     parser.add_argument('--allow-partial', action='store_true',
@@ -39,17 +53,23 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if (args.checkpoint is None) != args.at_init:
+        raise SystemExit('test: give a checkpoint or --at-init (not both)')
     try:
-        diagnostics = args.diagnostics or args.lift_mask
+        diagnostics = (args.diagnostics or args.lift_mask
+                       or args.diagnostics_out is not None)
         if diagnostics:
             diagnostics = dict(max_batches=args.diagnostics_batches or None)
             if args.lift_mask:
                 diagnostics.update(lift_mask=True,
                                    out_file=LIFTED_DIAGNOSTICS_FILE)
+            if args.diagnostics_out is not None:
+                diagnostics.update(out_file=args.diagnostics_out)
         metrics = test(args.config, args.checkpoint,
                        cfg_options=args.cfg_options, work_dir=args.work_dir,
                        launcher=args.launcher, diagnostics=diagnostics,
-                       allow_partial=args.allow_partial)
+                       allow_partial=args.allow_partial,
+                       logit_transform=args.logit_transform)
     except CheckpointMismatch as error:
         raise SystemExit(f'test: {error}') from None
     from mmengine.dist import get_rank

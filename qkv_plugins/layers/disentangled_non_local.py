@@ -130,7 +130,7 @@ class QKVDisentangledNonLocal2d(RecordsAttention, nn.Module):
                                   qkv_mode, conv_cfg)
         self.similarity = Similarity(similarity, use_scale,
                                      self.proj.qk_channels,
-                                     init_scale=1.0 / self.temperature)
+                                     cosine_init_scale=1.0 / self.temperature)
         self.unary = build_conv_layer(conv_cfg, in_channels, 1, 1)
         self.out = ConvModule(
             self.proj.v_channels,

@@ -46,6 +46,9 @@ class QKVNonLocal2d(RecordsAttention, nn.Module):
         use_scale: Scale dot logits by 1/√(channels per head) (1 in
             ``'query_independent'``).
         num_heads: Attention heads; must divide the Q/K and V channels.
+        cosine_init_scale: With ``'cosine'``, the learnt logit scale's
+            initial value (None: 10; the temperature control of the study
+            starts it at 30).
         conv_cfg: mmcv conv config for all 1×1 convs.
         norm_cfg: mmcv norm config for the output conv (as mmcv's
             ``conv_out``); its weight is the zero-initialised factor.
@@ -62,6 +65,7 @@ class QKVNonLocal2d(RecordsAttention, nn.Module):
                  reduction: int = 2,
                  use_scale: bool = True,
                  num_heads: int = 1,
+                 cosine_init_scale: Optional[float] = None,
                  conv_cfg: Optional[dict] = None,
                  norm_cfg: Optional[dict] = None) -> None:
         super().__init__()
@@ -82,7 +86,8 @@ class QKVNonLocal2d(RecordsAttention, nn.Module):
                     f'count {channels} (qkv_mode={qkv_mode!r}, '
                     f'in_channels={in_channels}, reduction={reduction})')
         self.similarity = Similarity(similarity, use_scale,
-                                     self.proj.qk_channels // num_heads)
+                                     self.proj.qk_channels // num_heads,
+                                     cosine_init_scale)
         self.out = ConvModule(
             self.proj.v_channels,
             in_channels,

@@ -70,7 +70,12 @@ class QKVProjection(nn.Module):
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Return ``(q, k, v)``, each [B, C_role, H, W]; shared roles share
         one tensor."""
-        outputs = {name: getattr(self, name)(x) for name in set(self.roles.values())}
+        # In the mode table's order: a set's order follows string hashing,
+        # which changes from process to process, and with it the order in
+        # which autograd sums the projections' input gradients (and so the
+        # last bits of every run with two or more projections).
+        outputs = {name: getattr(self, name)(x)
+                   for name in dict.fromkeys(self.roles.values())}
         q, k, v = (outputs[self.roles[r]] if r in self.roles else x
                    for r in 'qkv')
         if self.constant_query is not None:

@@ -6,10 +6,13 @@ from .convert_dnl import from_mmseg_dnl  # noqa: F401
 from .dataset import QKVSyntheticDataset
 from .diagnostics_hook import AttentionDiagnosticsHook
 from .hooks import RNGStateHook, RunStatsHook
+from .loss_series_hook import LossSeriesHook
 from .transformer_backbones import (QKVMixVisionTransformer,
                                     QKVVisionTransformer)
 
 __all__ = [
-    'AttentionDiagnosticsHook', 'AttentionHead', 'QKVSyntheticDataset', 'RNGStateHook', 'RunStatsHook',
-    'convert_head_state_dict', 'QKVMixVisionTransformer', 'QKVVisionTransformer'
+    'AttentionDiagnosticsHook', 'AttentionHead', 'LossSeriesHook',
+    'QKVSyntheticDataset', 'RNGStateHook', 'RunStatsHook',
+    'convert_head_state_dict', 'QKVMixVisionTransformer',
+    'QKVVisionTransformer'
 ]

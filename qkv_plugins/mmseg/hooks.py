@@ -16,7 +16,7 @@ from mmseg.registry import HOOKS
 from ..bench.flops import count_flops
 from ..workdir import STATS_FILE
 from ..io import write_text_atomic
-from ..machine import device_name
+from ..machine import code_commit, cpu_capability, device_name
 
 
 def peak_memory_mib() -> tuple:
@@ -30,8 +30,11 @@ def peak_memory_mib() -> tuple:
 @HOOKS.register_module()
 class RunStatsHook(Hook):
     """Writes ``run_stats.json`` (params, FLOPs, step time, peak memory,
-    validation metrics, each validation's metrics by iteration in
-    ``val_history``, completion) to the work dir for the table builder.
+    validation metrics, each validation's metrics and learnt cosine scales
+    by iteration in ``val_history``, completion — at ``max_iters``, or
+    earlier when an early-stopping hook ended the run —, the commits that
+    trained it, threads and CPU capability) to the work dir for the table
+    builder.
 
     Args:
         warmup: Iterations of each process left out of the step time.
@@ -45,10 +48,15 @@ class RunStatsHook(Hook):
         self.metrics: Optional[dict] = None
         self.history: list = []
         self.static: dict = {}
+        self.commits: list = []
         self._start = 0.0
 
     def before_train(self, runner) -> None:
-        self.history = _earlier_history(runner) if runner.iter else []
+        earlier = _earlier_stats(runner) if runner.iter else {}
+        self.history = _earlier_history(earlier, runner.iter)
+        # every commit whose code trained a part of this run
+        self.commits = list(dict.fromkeys(_earlier_commits(earlier)
+                                          + [code_commit()]))
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
         size = tuple(model.data_preprocessor.size or (512, 512))
@@ -74,7 +82,11 @@ class RunStatsHook(Hook):
     def after_val_epoch(self, runner, metrics=None) -> None:
         self.metrics = dict(metrics or {})
         self.history = [h for h in self.history if h['iter'] < runner.iter]
-        self.history.append(dict(iter=runner.iter, **self.metrics))
+        point = dict(iter=runner.iter, **self.metrics)
+        scales = cosine_scales(runner.model)
+        if scales:
+            point['cosine_scale'] = scales
+        self.history.append(point)
         self._write(runner)
 
     def after_train(self, runner) -> None:
@@ -86,6 +98,8 @@ class RunStatsHook(Hook):
         if runner.rank != 0:
             return
         steps = self.times[self.warmup:] or self.times
+        # an early-stopping hook ended the run (e.g. at its solve threshold)
+        stopped = bool(getattr(runner.train_loop, 'stop_training', False))
         memory, memory_kind = peak_memory_mib()
         stats = dict(
             config=runner.cfg.filename,
@@ -94,8 +108,9 @@ class RunStatsHook(Hook):
             seed=runner.seed,
             iter=runner.iter,
             max_iters=runner.max_iters,
-            complete=runner.iter >= runner.max_iters
+            complete=(runner.iter >= runner.max_iters or stopped)
             and self.metrics is not None,
+            stopped_early=stopped and runner.iter < runner.max_iters,
             step_time_s=statistics.median(steps) if steps else None,
             peak_memory_mib=memory,
             memory_kind=memory_kind,
@@ -103,6 +118,9 @@ class RunStatsHook(Hook):
             steps_per_rank=steps_per_rank,
             device=device_name(),
             torch=torch.__version__,
+            threads=torch.get_num_threads(),
+            cpu_capability=cpu_capability(),
+            commits=self.commits,
             metrics=self.metrics,
             val_history=self.history,
             **self.static)
@@ -110,20 +128,41 @@ class RunStatsHook(Hook):
                           json.dumps(stats, indent=1))
 
 
-def _earlier_history(runner) -> list:
-    """Validations before the resumed iteration, from the work dir's
-    statistics of the same run (fingerprint), else none."""
+def cosine_scales(model) -> dict:
+    """{module name: learnt cosine logit scale} of every cosine similarity
+    in the model (empty for dot-product models)."""
+    from ..layers.similarity import Similarity
+    model = model.module if is_model_wrapper(model) else model
+    return {name: module.cosine_scale for name, module in model.named_modules()
+            if isinstance(module, Similarity)
+            and module.cosine_scale is not None}
+
+
+def _earlier_stats(runner) -> dict:
+    """The work dir's statistics of the same run (fingerprint), else {}."""
     try:
         with open(f'{runner.work_dir}/{STATS_FILE}') as file:
             stats = json.load(file)
     except (OSError, ValueError):
-        return []
+        return {}
     if (not isinstance(stats, dict) or stats.get('fingerprint')
             != runner.cfg.get('run_fingerprint')):
-        return []
+        return {}
+    return stats
+
+
+def _earlier_history(stats: dict, until: int) -> list:
+    """Validations up to iteration ``until`` of earlier statistics."""
     return [h for h in stats.get('val_history') or []
             if isinstance(h, dict) and isinstance(h.get('iter'), int)
-            and h['iter'] <= runner.iter]
+            and h['iter'] <= until]
+
+
+def _earlier_commits(stats: dict) -> list:
+    """The commits that trained the run before it was resumed."""
+    commits = stats.get('commits')
+    return [c for c in commits if isinstance(c, str)] if isinstance(
+        commits, list) else []
 
 
 def _set_rng_states(states: dict) -> None:

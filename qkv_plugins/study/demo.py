@@ -1,22 +1,31 @@
 """``make demo``: the embedded study end to end (data → sweep → test-split
 evaluation → table).
 
-The default scale (about 24 runs, ≤ 30 min on 2 cores) answers the question
-as asked on the cyclic track: the no-attention FCN, non-local with separate
-projections, one shared projection, raw cosine similarity (no projection,
-cosine logits) and GCNet's query-independent control, three paired seeds
-each; on the grouping track FCN, separate and raw cosine. ``--full`` (≤ 120
-min) gives the decisive cyclic variants eight seeds, adds the other rows of
-the question (cosine with projections, Reformer's shared Q = K with the
-self key masked, raw cosine masked, the disentangled block, identity with
-dot logits) with three, the decisive variants on grouping with three, and
-one run at twice the schedule for shared Q = K, shared and raw cosine, and
-the transformer family (a narrow MiT with SegFormer's head, its attention
-in every mode, raw cosine and cosine Q = K) with three.
-``--extended`` adds criss-cross, ``identity_qk`` and the parameter-matched
-``shared`` control. ``--publish`` copies the table to ``--publish-dir``.
-The study configs come from ``--configs`` (``make demo`` passes the
-repository's ``configs/qkv_study``).
+The scales (``qkv_plugins/study/design.py`` declares their rows and seeds):
+
+- default (24 runs, three paired seeds a row): on the cyclic track the
+  no-attention FCN, non-local with separate projections, one shared
+  projection, raw cosine similarity (no projection, cosine logits) and
+  GCNet's query-independent control; on the grouping track FCN, separate
+  and raw cosine.
+- ``--full``: the primary rows (separate, shared Q = K, shared, raw cosine,
+  query-independent) with 12 seeds, the factorial that separates the
+  explanations with 8, and FCN, cosine with a shared projection, the
+  disentangled block, identity with dot logits and the grouping track with
+  3.
+- ``--extended``: ``--full`` plus criss-cross in every mode.
+- ``--time-to-solve``: the primary rows and ``identity_qk``, 8 seeds, one
+  constant learning rate, each run stopped at its first validation at or
+  above the solve threshold (at most 4,500 iterations).
+- ``--transformers``: a narrow MiT whose own attention takes the switch
+  (shows that the switch runs there; not part of the answer).
+
+Every run has one intra-op thread, so ``--jobs`` does not change its bits.
+The reference's trained models are also evaluated with their logits made
+symmetric and transposed, and at initialisation. ``--publish`` copies the
+table to ``--publish-dir`` and is refused unless the code and every run are
+of clean commits. The study configs come from ``--configs`` (``make demo``
+passes the repository's ``configs/qkv_study``).
 """
 import argparse
 import json
@@ -29,49 +38,17 @@ from typing import Dict, List, Sequence, Tuple
 from ..cli import at_least
 from ..io import atomic_path, write_text_atomic
 from ..layers.catalog import UnknownLayer, entry_named
-from ..layers.options import CONSTANT_QUERY_MODES, QKV_MODES
-from ..machine import describe_machine, git_commit
+from ..machine import code_commit, describe_machine, is_clean
+from .design import (DEMO_HEADS, DEMO_SEEDS, EXTENDED_HEADS, FULL_GROUPS,
+                     REFERENCE, TIME_TO_SOLVE_DIR, TIME_TO_SOLVE_HEADS,
+                     TIME_TO_SOLVE_SEEDS, TRANSFORMER_HEADS)
 from .report import write_report
 from .sweep import evaluate, plan, sweep
-from .table import BASELINE, describe_config
+from .collect import collect
+from .names import BASELINE, describe_config
 from .synthetic import DEFAULT_ROOT, TRACKS, DatasetError, make_dataset
 from .synthetic import verify_dataset
 
-# "Raw cosine similarity": no projection, cosine logits.
-RAW_COSINE = 'nonlocal-identity-cosine'
-# The variants that decide the question on the cyclic track.
-DECISIVE = ('nonlocal-separate', 'nonlocal-shared_qk', 'nonlocal-shared',
-            RAW_COSINE, 'nonlocal-query_independent')
-DEMO_HEADS = {
-    'cyclic': ('fcn', 'nonlocal-separate', 'nonlocal-shared', RAW_COSINE,
-               'nonlocal-query_independent'),
-    'grouping': ('fcn', 'nonlocal-separate', RAW_COSINE),
-}
-DEMO_SEEDS = (0, 1, 2)
-# --full: (heads per track, seeds); the demo's runs are a subset
-FULL_GROUPS = (
-    ({'cyclic': DECISIVE}, tuple(range(8))),
-    ({'cyclic': ('fcn', 'nonlocal-separate-cosine', 'nonlocal-shared-cosine',
-                 'nonlocal-shared_qk-cosine-maskself',
-                 'nonlocal-identity-cosine-maskself', 'dnl-separate',
-                 'nonlocal-identity'),
-      'grouping': ('fcn', ) + DECISIVE}, DEMO_SEEDS),
-    # the transformer family (narrow MiT, its own attention switched)
-    ({'cyclic': tuple(f'mha-{v}' for v in (
-        'separate', 'shared_qk', 'shared', 'identity_qk', 'identity',
-        'identity-cosine', 'shared_qk-cosine'))}, DEMO_SEEDS),
-)
-# --full: one run each at LONG_FACTOR × the schedule (cyclic, seed 0)
-LONG_HEADS = {'cyclic': ('nonlocal-shared_qk', 'nonlocal-shared',
-                         RAW_COSINE)}
-LONG_FACTOR = 2
-EXTENDED_HEADS = {
-    track: ('nonlocal-identity_qk', 'nonlocal-shared-r1') + tuple(
-        f'ccnet-{m}' for m in QKV_MODES if m not in CONSTANT_QUERY_MODES)
-    for track in ('cyclic', 'grouping')
-}
-# the schedule of each track's study configs (configs/_base_/schedules)
-TRACK_ITERS = {'cyclic': 1500, 'grouping': 1200}
 INVOCATIONS_FILE = 'invocations.json'
 
 
@@ -124,14 +101,25 @@ def schedule_options(iters: int) -> list:
             f'default_hooks.checkpoint.interval={third}']
 
 
-def study_runs(config_dir: str, work_root: str, full: bool, extended: bool,
+# The study's scales: the groups of (heads per track, seeds) each trains
+# (the default's runs are a subset of --full's and --extended's), and the
+# config folder below --configs that holds its configs.
+SCALES = {
+    'default': ([(DEMO_HEADS, DEMO_SEEDS)], '.'),
+    'full': ([(DEMO_HEADS, DEMO_SEEDS), *FULL_GROUPS], '.'),
+    'extended': ([(DEMO_HEADS, DEMO_SEEDS), *FULL_GROUPS,
+                  (EXTENDED_HEADS, DEMO_SEEDS)], '.'),
+    'time-to-solve': ([(TIME_TO_SOLVE_HEADS, TIME_TO_SOLVE_SEEDS)],
+                      TIME_TO_SOLVE_DIR),
+    'transformers': ([(TRANSFORMER_HEADS, DEMO_SEEDS)], '.'),
+}
+
+
+def study_runs(config_dir: str, work_root: str, scale: str = 'default',
                iters=None) -> list:
     """The runs of the chosen scale (duplicates dropped, first kept)."""
-    groups = [(DEMO_HEADS, DEMO_SEEDS)]
-    if full or extended:
-        groups += list(FULL_GROUPS)
-    if extended:
-        groups.append((EXTENDED_HEADS, DEMO_SEEDS))
+    groups, folder = SCALES[scale]
+    config_dir = str(Path(config_dir) / folder)
     runs, seen = [], set()
     own = schedule_options(iters) if iters else []
     for heads, seeds in groups:
@@ -140,13 +128,14 @@ def study_runs(config_dir: str, work_root: str, full: bool, extended: bool,
             if run.work_dir not in seen:
                 seen.add(run.work_dir)
                 runs.append(run)
-    if (full or extended) and not iters:
-        for track, heads in LONG_HEADS.items():
-            long_iters = LONG_FACTOR * TRACK_ITERS[track]
-            runs += plan(study_configs(config_dir, {track: heads}), (0, ),
-                         work_root, schedule_options(long_iters),
-                         suffix=f'-{long_iters}it')
     return runs
+
+
+def intervened(run) -> bool:
+    """Runs whose logits the evaluation also makes symmetric and
+    transposes (and measures at initialisation): the reference's."""
+    return describe_config(run.work_dir.parent.name)[1:] == tuple(
+        REFERENCE.split('-', 1))
 
 
 def ensure_data(root: str) -> None:
@@ -177,61 +166,97 @@ def record_invocation(work_root: str, entry: dict) -> List[dict]:
     return entries
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--full', action='store_true',
-                        help='the full study (about 85 runs, <= 120 min on '
-                        '2 cores)')
-    parser.add_argument('--extended', action='store_true',
-                        help='the full study plus criss-cross, identity_qk '
-                        'and the parameter-matched shared control')
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument('--full', action='store_const', dest='scale',
+                       const='full', help='the full study (<= 150 min on 2 '
+                       'cores from scratch)')
+    scale.add_argument('--extended', action='store_const', dest='scale',
+                       const='extended',
+                       help='the full study plus criss-cross')
+    scale.add_argument('--time-to-solve', action='store_const', dest='scale',
+                       const='time-to-solve',
+                       help='time to solve: the decisive variants and '
+                       'identity_qk, 8 seeds, constant learning rate, '
+                       'stopped when solved (<= 150 min)')
+    scale.add_argument('--transformers', action='store_const', dest='scale',
+                       const='transformers',
+                       help='the narrow MiT with its own attention switched '
+                       '(shows that the switch runs; not part of the answer)')
+    parser.set_defaults(scale='default')
     parser.add_argument('--configs', required=True, metavar='DIR',
                         help='the study configs: configs/qkv_study of the '
                         'repository checkout (an installed wheel has none)')
     parser.add_argument('--publish', action='store_true',
-                        help='copy the table to --publish-dir')
+                        help='copy the table to --publish-dir (refused '
+                        'unless every run and this checkout are clean '
+                        'commits)')
     parser.add_argument('--publish-dir', default='benchmarks')
     parser.add_argument('--work-root', default='work_dirs/study')
-    parser.add_argument('--jobs', type=at_least(1), default=2)
+    parser.add_argument('--jobs', type=at_least(1), default=2,
+                        help='trainings at a time (one thread each)')
     parser.add_argument('--data-root', default=DEFAULT_ROOT)
     parser.add_argument('--iters', type=at_least(3), default=None,
                         help='training iterations per run (default: the '
                         "configs': 1500 cyclic, 1200 grouping); runs go to "
                         'WORK_ROOT-<N>it')
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.iters and args.scale == 'time-to-solve':
+        parser.error('--iters does not apply to --time-to-solve (its runs '
+                     'stop when solved, at most at 4,500 iterations)')
 
-    began, at_commit = time.time(), git_commit()  # what this invocation runs
+    began, at_commit = time.time(), code_commit()  # what this invocation runs
+    if args.publish and not is_clean(at_commit):
+        raise SystemExit(f'[demo] --publish refused: the code is at commit '
+                         f'{at_commit}, not a clean one; commit first')
     ensure_data(args.data_root)
-    work_root = args.work_root + ('-extended' if args.extended else
-                                  '-full' if args.full else '')
+    work_root = args.work_root + ('' if args.scale == 'default' else
+                                  f'-{args.scale}')
     options = [f'{loader}.dataset.data_root={args.data_root}'
                for loader in ('train_dataloader', 'val_dataloader',
                               'test_dataloader')]
     if args.iters:
         work_root += f'-{args.iters}it'
-    runs = study_runs(args.configs, work_root, args.full, args.extended,
-                      args.iters)
+    runs = study_runs(args.configs, work_root, args.scale, args.iters)
     status = sweep(runs, work_root, options, jobs=args.jobs)
-    evaluate(runs, options)
+    if args.scale != 'time-to-solve':  # time to solve reads validations
+        evaluate(runs, options, jobs=args.jobs, intervene=intervened)
     minutes = (time.time() - began) / 60
     trained = sum('seconds' in s for s in status.values())
     invocations = record_invocation(work_root, dict(
         started=time.strftime('%Y-%m-%d %H:%M', time.localtime(began)),
         minutes=round(minutes, 1), runs=len(runs), trained=trained,
-        commit=at_commit, command='python -m qkv_plugins.study.demo '
-        + ' '.join(a for a in sys.argv[1:])))
+        jobs=args.jobs, commit=at_commit,
+        command='python -m qkv_plugins.study.demo '
+        + ' '.join(a for a in (argv if argv is not None else sys.argv[1:]))))
     text = write_report(work_root, machine=describe_machine(),
                         invocations=invocations)
     print(text)
     print(f'[demo] table: {work_root}/table.md (.csv, .png); '
           f'{minutes:.1f} min')
     if args.publish:
-        name = Path(work_root).name  # study, study-full, study-2000it, ...
-        dest = Path(args.publish_dir)
-        for suffix in ('.md', '.csv', '.png'):
-            with atomic_path(dest / f'{name}{suffix}') as tmp:
-                shutil.copyfile(Path(work_root) / f'table{suffix}', tmp)
-        print(f'[demo] published to {dest}/{name}.md (.csv, .png)')
+        publish(work_root, Path(args.publish_dir))
+
+
+def publish(work_root: str, dest: Path) -> None:
+    """Copy the table to ``dest/<work root name>.{md,csv,png}``; refused
+    when a run was trained by code with local changes (or of no known
+    commit), naming the runs."""
+    variants, _ = collect(work_root)
+    unclean = [f'{v.config} seed {seed}: {stats.get("commits")}'
+               for v in variants for seed, stats in sorted(v.runs.items())
+               if not stats.get('commits')
+               or not all(is_clean(c) for c in stats['commits'])]
+    if unclean:
+        raise SystemExit('[demo] --publish refused: runs trained from a '
+                         'tree with local changes (or of unknown commit):\n'
+                         + '\n'.join(f'  {u}' for u in unclean))
+    name = Path(work_root).name  # study, study-full, study-2000it, ...
+    for suffix in ('.md', '.csv', '.png'):
+        with atomic_path(dest / f'{name}{suffix}') as tmp:
+            shutil.copyfile(Path(work_root) / f'table{suffix}', tmp)
+    print(f'[demo] published to {dest}/{name}.md (.csv, .png)')
 
 
 if __name__ == '__main__':

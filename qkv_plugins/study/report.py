@@ -1,9 +1,12 @@
-"""Write the table files (.md, .csv, .png) for a study root."""
+"""Write the table files (.md, .csv, .png) for a study root: the main table,
+or the time-to-solve table for a root of time-to-solve runs."""
 from pathlib import Path
 from typing import Optional, Sequence
 
 from ..io import write_text_atomic
-from .table import collect, plot, to_csv, to_markdown
+from . import render, time_to_solve
+from .collect import collect
+from .names import is_time_to_solve
 
 
 def write_report(root: str, out: Optional[str] = None,
@@ -15,10 +18,12 @@ def write_report(root: str, out: Optional[str] = None,
     if not variants:
         raise FileNotFoundError(f'no runs found under {root!r} (expected '
                                 '<root>/<config>/seed<k>/run_stats.json)')
+    kind = (time_to_solve if all(is_time_to_solve(v.config)
+                                 for v in variants) else render)
     out_path = Path(out) if out else Path(root) / 'table'
-    text = to_markdown(variants, problems, machine, invocations)
+    text = kind.to_markdown(variants, problems, machine, invocations)
     write_text_atomic(out_path.with_suffix('.md'), text)
-    write_text_atomic(out_path.with_suffix('.csv'), to_csv(variants))
+    write_text_atomic(out_path.with_suffix('.csv'), kind.to_csv(variants))
     if any(v.runs for v in variants):
-        plot(variants, str(out_path.with_suffix('.png')))
+        kind.plot(variants, str(out_path.with_suffix('.png')))
     return text

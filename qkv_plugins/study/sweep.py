@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
 
 from ..io import write_text_atomic
-from ..workdir import (LIFTED_DIAGNOSTICS_FILE, PLAN_FILE, TEST_METRICS_FILE,
+from ..workdir import (INIT_DIAGNOSTICS_FILE, INTERVENTION_FILES,
+                       LIFTED_DIAGNOSTICS_FILE, PLAN_FILE, TEST_METRICS_FILE,
                        RunFileError, run_state)
 
 TRAIN = [sys.executable, '-m', 'qkv_plugins.commands.train']
@@ -117,6 +118,19 @@ def _write_plan(root: str, runs: List[Run], status: dict) -> None:
         ]), indent=1))
 
 
+def single_thread_env() -> Dict[str, str]:
+    """Environment for one intra-op thread per run, whatever ``jobs`` is.
+
+    A CPU reduction split over threads adds its parts in an order that
+    depends on the thread count (and, with dynamic threading, on the load
+    beside the run): the same config and seed would give other bits with
+    ``--jobs 1`` than with ``--jobs 2``. One thread each keeps a run's
+    arithmetic fixed; ``jobs`` runs use ``jobs`` cores.
+    """
+    return dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1',
+                MKL_DYNAMIC='FALSE', OMP_DYNAMIC='FALSE')
+
+
 def _eta(done: int, total: int, elapsed: float) -> str:
     if done == 0:
         return '?'
@@ -131,7 +145,9 @@ def sweep(runs: List[Run],
     """Run every incomplete run (``jobs`` at a time); return their status.
 
     Each run's output goes to ``<work_dir>/sweep.log``. A failed run is
-    recorded in ``sweep.json`` and the sweep goes on.
+    recorded in ``sweep.json`` and the sweep goes on. Every run has one
+    intra-op thread (:func:`single_thread_env`), so its results do not
+    depend on ``jobs``.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f'jobs must be a positive int, but got {jobs!r}')
@@ -153,9 +169,7 @@ def sweep(runs: List[Run],
         f'{len(todo)} to run, {jobs} at a time'
         + (f', {conflicts} in conflict' if conflicts else ''))
     _write_plan(root, runs, status)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED='1')
+    env = dict(os.environ, PYTHONUNBUFFERED='1', **single_thread_env())
     running = {}
     start, done = time.time(), 0
     while todo or running:
@@ -198,41 +212,76 @@ def masks_self(cfg) -> bool:
     return walk(cfg.get('model', {}))
 
 
+def _passes(run: Run, checkpoint: str, cfg_options: Sequence[str],
+            lifted: bool, intervene: bool) -> List[Tuple[str, List[str]]]:
+    """(file it writes, test command) of each evaluation pass of a run."""
+    options = ['--cfg-options', *run.cfg_options(cfg_options)]
+    work = ['--work-dir', str(run.work_dir)]
+    test = [*TEST, str(run.config)]
+    every = ['--diagnostics', '--diagnostics-batches', '0']
+    passes = [(TEST_METRICS_FILE,
+               [*test, checkpoint, *work, *every, '--metrics-out',
+                str(run.work_dir / TEST_METRICS_FILE), *options])]
+    if lifted:
+        passes.append((LIFTED_DIAGNOSTICS_FILE,
+                       [*test, checkpoint, *work, *every, '--lift-mask',
+                        *options]))
+    if intervene:
+        for how, name in INTERVENTION_FILES.items():
+            passes.append((name, [*test, checkpoint, *work,
+                                  '--logit-transform', how, '--metrics-out',
+                                  str(run.work_dir / name), *options]))
+        passes.append((INIT_DIAGNOSTICS_FILE,
+                       [*test, '--at-init', *work, '--diagnostics-batches',
+                        '0', '--diagnostics-out', INIT_DIAGNOSTICS_FILE,
+                        *options]))
+    return passes
+
+
 def evaluate(runs: List[Run],
              cfg_options: Sequence[str] = (),
-             log: Callable[[str], None] = print) -> None:
+             log: Callable[[str], None] = print,
+             jobs: int = 1,
+             intervene: Callable[[Run], bool] = lambda run: False) -> None:
     """Each complete run's final checkpoint on the held-out test split (the
     test command): metrics to ``test_metrics.json`` and, over every test
     image, attention diagnostics; for a ``mask_self`` model a second pass
-    with the mask lifted. Runs already evaluated are skipped."""
+    with the mask lifted; for the runs ``intervene`` picks, the metrics with
+    the logits made symmetric and transposed, and the diagnostics of the
+    model as its seed initialises it. Passes whose file exists are skipped;
+    ``jobs`` runs at a time, one thread each (as training: the same bits
+    whatever ``jobs``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from ..compat import find_resumable_checkpoint
     todo = []
     for run in runs:
         if not run.is_complete(cfg_options):
             continue
-        lifted = masks_self(run.config_for(cfg_options))
-        wanted = [TEST_METRICS_FILE] + ([LIFTED_DIAGNOSTICS_FILE]
-                                        if lifted else [])
-        if not all((run.work_dir / f).is_file() for f in wanted):
-            todo.append((run, lifted))
-    log(f'[evaluate] {len(todo)} runs to evaluate on the test split')
-    for i, (run, lifted) in enumerate(todo):
-        began = time.time()
         checkpoint = find_resumable_checkpoint(str(run.work_dir))
-        base = [*TEST, str(run.config), checkpoint, '--work-dir',
-                str(run.work_dir), '--diagnostics', '--diagnostics-batches',
-                '0']
-        options = ['--cfg-options', *run.cfg_options(cfg_options)]
-        passes = [[*base, '--metrics-out',
-                   str(run.work_dir / TEST_METRICS_FILE), *options]]
-        if lifted:
-            passes.append([*base, '--lift-mask', *options])
+        passes = [(name, command) for name, command in _passes(
+            run, str(checkpoint), cfg_options,
+            masks_self(run.config_for(cfg_options)), intervene(run))
+            if not (run.work_dir / name).is_file()]
+        if passes:
+            todo.append((run, passes))
+    log(f'[evaluate] {len(todo)} runs to evaluate on the test split')
+    env = dict(os.environ, PYTHONUNBUFFERED='1', **single_thread_env())
+    finished = []
+
+    def one(item) -> None:
+        run, passes = item
+        began = time.time()
         with open(run.work_dir / 'evaluate.log', 'ab') as logfile:
-            codes = [subprocess.call(c, stdout=logfile,
+            codes = [subprocess.call(command, stdout=logfile, env=env,
                                      stderr=subprocess.STDOUT)
-                     for c in passes]
+                     for _, command in passes]
         failed = [c for c in codes if c]
-        log(f'[evaluate] {i + 1}/{len(todo)} {run.name}: '
-            + (f'ok ({time.time() - began:.0f}s)' if not failed else
-               f'FAILED (exit {failed[0]}), see '
+        finished.append(run)
+        log(f'[evaluate] {len(finished)}/{len(todo)} {run.name}: '
+            + (f'ok, {len(passes)} passes ({time.time() - began:.0f}s)'
+               if not failed else f'FAILED (exit {failed[0]}), see '
                f'{run.work_dir / "evaluate.log"}'))
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        list(pool.map(one, todo))

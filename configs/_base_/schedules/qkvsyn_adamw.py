@@ -28,5 +28,7 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='RunStatsHook'),
     dict(type='RNGStateHook'),
+    # every iteration's loss to the last bit (the table's loss SHA-256)
+    dict(type='LossSeriesHook'),
 ]
 randomness = dict(seed=0, deterministic=False)

@@ -1,0 +1,5 @@
+# Separate Q, K, V projections (the stock block).
+_base_ = ['../../_base_/qkvsyn-cyclic_tinyr18s2_time_to_solve.py']
+model = dict(
+    decode_head=dict(
+        attention=dict(type='QKVNonLocal2d', qkv_mode='separate')))
