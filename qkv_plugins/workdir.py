@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Tuple, Union
 
-from .io import umask_mode
+from .io import refuse_symlink, temporary_path, umask_mode
 
 # The files of a run's work dir (and of a sweep's root), by their writers:
 LOCK_FILE = '.qkv_lock.json'  # training.train
@@ -37,7 +37,12 @@ INIT_DIAGNOSTICS_FILE = 'attention_diagnostics_init.json'
 PLAN_FILE = 'sweep.json'  # study.sweep, at the sweep's root
 # Keys that say where and how a run executes, not what it computes.
 _NOT_FINGERPRINTED = ('work_dir', 'resume', 'load_from', 'launcher', 'env_cfg',
-                      'model_wrapper_cfg', 'run_fingerprint')
+                      'model_wrapper_cfg', 'run_fingerprint', 'run_identity')
+# Keys that set a run's length (and what scales with it): the same run
+# resumed to another length keeps its identity.
+_LENGTH_KEYS = (('max_iters', ), ('max_epochs', ), ('train_cfg', 'max_iters'),
+                ('train_cfg', 'max_epochs'), ('train_cfg', 'val_interval'),
+                ('default_hooks', 'checkpoint', 'interval'))
 
 
 class WorkDirBusy(RuntimeError):
@@ -61,6 +66,29 @@ def config_fingerprint(cfg) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def run_identity(cfg) -> str:
+    """SHA-256 (16 hex digits) of what a config computes apart from its
+    length (:data:`_LENGTH_KEYS`, the schedulers' ``end``): another seed,
+    model, data or optimiser is another run; the same run to more
+    iterations is not."""
+    data = {k: v for k, v in cfg.to_dict().items()
+            if k not in _NOT_FINGERPRINTED}
+    for path in _LENGTH_KEYS:
+        node = data
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    schedulers = data.get('param_scheduler')
+    for scheduler in (schedulers if isinstance(schedulers, list) else
+                      [schedulers] if isinstance(schedulers, dict) else []):
+        if isinstance(scheduler, dict):
+            for key in ('end', 'T_max', 'total_iters'):
+                scheduler.pop(key, None)
+    text = json.dumps(data, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def read_json(path: Union[str, Path], what: str = 'file') -> dict:
     """A JSON object from ``path``; RunFileError naming the path and the
     reason if it is unreadable, truncated or not an object."""
@@ -77,21 +105,35 @@ def read_json(path: Union[str, Path], what: str = 'file') -> dict:
 
 def run_state(work_dir: Union[str, Path],
               fingerprint: Optional[str] = None,
-              max_iters: Optional[int] = None) -> Tuple[str, str]:
+              max_iters: Optional[int] = None,
+              identity: Optional[str] = None,
+              seed: Optional[int] = None) -> Tuple[str, str]:
     """(state, why) of the run in ``work_dir`` against the requested one.
 
-    States: ``'new'`` (no statistics yet), ``'partial'``, ``'complete'``
-    (for this fingerprint; without one, or for a stats file written without
-    one, any complete run), ``'other'`` (complete for another config or
-    length that resuming can reach: the requested run goes on from it) and
-    ``'past'`` (it ran past the requested ``max_iters``: resuming cannot
-    give the requested run). Raises RunFileError for a corrupt stats file.
+    States: ``'new'`` (no statistics yet), ``'foreign'`` (a run of another
+    identity — config or seed, whatever its length —, or of another seed
+    where the statistics predate identities: resuming would mix two runs),
+    ``'partial'``, ``'complete'`` (for this fingerprint; without one, or for
+    a stats file written without one, any complete run), ``'other'``
+    (complete for another length that resuming can reach: the requested run
+    goes on from it) and ``'past'`` (it ran past the requested
+    ``max_iters``: resuming cannot give the requested run). Raises
+    RunFileError for a corrupt stats file.
     """
     path = Path(work_dir) / STATS_FILE
     if not path.is_file():
         return 'new', f'no {STATS_FILE}'
     stats = read_json(path, 'run statistics')
     done = stats.get('iter')
+    held_identity = stats.get('identity')
+    if identity is not None and held_identity not in (None, identity):
+        return 'foreign', (f'of another config or seed (identity '
+                           f'{held_identity}, seed {stats.get("seed")}; '
+                           f'asked identity {identity}, seed {seed})')
+    if (held_identity is None and seed is not None
+            and stats.get('seed') not in (None, seed)):
+        return 'foreign', (f'of seed {stats.get("seed")} (asked seed '
+                           f'{seed})')
     if not stats.get('complete'):
         return 'partial', f'partial (iter {done}/{stats.get("max_iters")})'
     held = stats.get('fingerprint')
@@ -124,11 +166,15 @@ def _describe(holder: dict) -> str:
 
 
 def _try_create(path: Path, record: dict) -> bool:
-    """Create ``path`` holding ``record`` atomically; False if it exists."""
-    tmp = path.with_name(f'{path.name}.{os.getpid()}.tmp')
-    tmp.write_text(json.dumps(record))
-    os.chmod(tmp, umask_mode())
+    """Create ``path`` holding ``record`` atomically; False if it exists.
+    The temporary is new (``O_EXCL | O_NOFOLLOW``, unpredictable name), so a
+    link planted beside the lock is never written through."""
+    refuse_symlink(path)
+    tmp = temporary_path(path)
     try:
+        with open(tmp, 'w') as file:
+            file.write(json.dumps(record))
+        os.chmod(tmp, umask_mode())
         os.link(tmp, path)  # fails if the lock exists: no half-written lock
         return True
     except FileExistsError:
@@ -173,15 +219,29 @@ def release(path: Path) -> None:
         pass
 
 
+# locks this process holds (a holder may enter its own lock again)
+_HELD = {}
+
+
 @contextmanager
-def locked(work_dir: Union[str, Path], rank: int = 0) -> Iterator[None]:
+def locked(work_dir: Union[str, Path], rank: int = 0,
+           reentrant: bool = False) -> Iterator[None]:
     """Hold the work dir's lock for the block (rank 0 only; other ranks of
-    a distributed run share rank 0's lock)."""
+    a distributed run share rank 0's lock). ``reentrant``: a block of this
+    process that holds the lock may enter it again (the demo holds its work
+    root across the sweep and the evaluation); otherwise a second holder,
+    this process included, raises WorkDirBusy."""
     if rank != 0:
         yield
         return
-    path = acquire(work_dir)
+    key = os.path.realpath(work_dir)
+    if reentrant and key in _HELD:
+        _HELD[key][1] += 1
+    else:
+        _HELD[key] = [acquire(work_dir), 1]
     try:
         yield
     finally:
-        release(path)
+        _HELD[key][1] -= 1
+        if _HELD[key][1] == 0:
+            release(_HELD.pop(key)[0])

@@ -382,3 +382,272 @@ def test_resume_with_a_dangling_last_checkpoint_starts_afresh(tmp_path):
     runner = build_runner(str(CONFIG), work_dir=str(work), resume=True,
                           cfg_options={'model.backbone.init_cfg': None})
     assert runner._resume is False and runner._load_from is None
+
+
+# Round two (README "What we tried", second probe). Each failed on the
+# commit before its fix.
+# R1. --resume with another seed turned a complete run into a failed one,
+# and a partial run resumed with another seed mixed the two.
+
+
+def _tiny(data, iters, *extra):
+    from .test_training import tiny_options
+    return [*tiny_options(data, iters, checkpoint_every=iters), *extra]
+
+
+def _train(work, data, iters, *extra, resume=True, check=True):
+    from .test_training import train
+    return train(CONFIG, work, _tiny(data, iters, *extra),
+                 *(['--resume'] if resume else []), check=check)
+
+
+def test_resume_with_another_seed_is_refused_and_keeps_the_run(
+        tiny_data, tmp_path):
+    work = tmp_path / 'run'
+    _train(work, tiny_data, 2)
+    stats = (work / 'run_stats.json').read_text()
+    refused = _train(work, tiny_data, 2, 'randomness.seed=1', check=False)
+    assert refused.returncode != 0
+    assert 'of another config or seed' in refused.stderr
+    assert 'seed 0' in refused.stderr and 'seed 1' in refused.stderr
+    assert (work / 'run_stats.json').read_text() == stats  # still complete
+    # a partial run (its statistics gone): the checkpoint's record refuses
+    (work / 'run_stats.json').unlink()
+    refused = _train(work, tiny_data, 4, 'randomness.seed=1', check=False)
+    assert refused.returncode != 0 and 'iter_2.pth is of another' in \
+        refused.stderr
+    assert sorted(p.name for p in work.glob('*.pth')) == ['iter_2.pth']
+
+
+# R2. Files were written through symbolic links planted in a work dir.
+
+
+def test_atomic_writes_and_logs_refuse_a_planted_link(tmp_path):
+    from qkv_plugins.io import SymlinkRefused, open_append, write_text_atomic
+    victim = tmp_path / 'victim'
+    victim.write_text('precious')
+    for name in ('run_stats.json', 'sweep.log'):
+        (tmp_path / name).symlink_to(victim)
+    with pytest.raises(SymlinkRefused, match='run_stats.json is a symbolic'):
+        write_text_atomic(tmp_path / 'run_stats.json', 'x')
+    with pytest.raises(SymlinkRefused, match='sweep.log is a symbolic'):
+        open_append(tmp_path / 'sweep.log')
+    assert victim.read_text() == 'precious'
+
+
+def test_lock_and_pointer_refuse_planted_links(tmp_path):
+    from mmengine.hooks import checkpoint_hook
+
+    from qkv_plugins.compat import no_follow_pointer
+    from qkv_plugins.io import SymlinkRefused
+    from qkv_plugins.workdir import LOCK_FILE, locked
+    victim = tmp_path / 'victim'
+    victim.write_text('precious')
+    work = tmp_path / 'run'
+    work.mkdir()
+    # the old predictable temporary of the lock, for every pid nearby
+    for pid in range(os.getpid() - 2, os.getpid() + 3):
+        (work / f'{LOCK_FILE}.{pid}.tmp').symlink_to(victim)
+    with locked(work):
+        pass
+    (work / LOCK_FILE).symlink_to(victim)
+    with pytest.raises(SymlinkRefused, match=LOCK_FILE):
+        with locked(work):
+            pass
+    no_follow_pointer()
+    (work / 'last_checkpoint').symlink_to(victim)
+    with pytest.raises(SymlinkRefused, match='last_checkpoint'):
+        with checkpoint_hook.open(work / 'last_checkpoint', 'w') as file:
+            file.write('iter_2.pth')
+    assert victim.read_text() == 'precious'
+
+
+def test_checkpoints_are_not_written_through_a_link(tiny_data, tmp_path):
+    work = tmp_path / 'run'
+    work.mkdir()
+    victim = tmp_path / 'victim'
+    victim.write_text('precious')
+    (work / 'iter_2.pth').symlink_to(victim)
+    result = _train(work, tiny_data, 2, check=False)
+    assert result.returncode != 0
+    assert 'iter_2.pth is a symbolic link' in result.stderr
+    assert victim.read_text() == 'precious'
+
+
+# R3. Two sweeps on one root marked complete runs failed; the evaluation
+# stopped on a run without checkpoints; the table crashed on NaN and odd
+# names.
+
+
+def test_second_sweep_on_a_busy_root_refuses_naming_the_holder(tmp_path):
+    from qkv_plugins.study.sweep import plan, sweep
+    from qkv_plugins.workdir import WorkDirBusy, locked
+    holder = subprocess.Popen(
+        [sys.executable, '-c', 'import sys, time\n'
+         'from qkv_plugins.workdir import locked\n'
+         f'with locked({str(tmp_path)!r}):\n'
+         '    print("held", flush=True); time.sleep(60)'],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        with pytest.raises(WorkDirBusy, match=f'pid {holder.pid}'):
+            sweep(plan([str(CONFIG)], [0], str(tmp_path)), str(tmp_path),
+                  log=_quiet)
+    finally:
+        holder.kill()
+        holder.wait()
+    with locked(tmp_path, reentrant=True):  # the demo's way
+        with locked(tmp_path, reentrant=True):
+            pass
+
+
+def test_run_files_not_a_stale_plan_say_a_run_is_complete(tmp_path):
+    from qkv_plugins.study.collect import collect
+    config = 'nonlocal-separate_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128'
+    work = tmp_path / config / 'seed0'
+    work.mkdir(parents=True)
+    (work / 'run_stats.json').write_text(json.dumps(dict(
+        complete=True, iter=1, max_iters=1, metrics={'mIoU': 50.0})))
+    (work / 'test_metrics.json').write_text(json.dumps(dict(
+        metrics={'mIoU': 99.0})))
+    (tmp_path / 'sweep.json').write_text(json.dumps(dict(runs=[dict(
+        config=config, seed=0, status='failed', returncode=1)])))
+    variants, problems = collect(str(tmp_path))
+    assert variants[0].by_seed == {0: 99.0} and problems == []
+
+
+def test_evaluation_names_a_run_without_checkpoints_and_goes_on(tmp_path):
+    from qkv_plugins.study.sweep import evaluate, plan
+    runs = plan([str(CONFIG)], [0], str(tmp_path))
+    _complete_stats(runs[0].work_dir, {'randomness.seed': 0})
+    said = []
+    evaluate(runs, log=said.append)
+    assert 'without a checkpoint' in said[0] and str(runs[0].work_dir) in \
+        said[0]
+
+
+def test_table_takes_nan_odd_values_and_odd_names(tmp_path):
+    from qkv_plugins.study.collect import collect
+    from qkv_plugins.study.render import to_csv, to_markdown
+    name = 'nonlocal-separate_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128'
+    for seed, miou in ((0, float('nan')), (3, 99.0)):
+        work = tmp_path / name / f'seed{seed}'
+        work.mkdir(parents=True)
+        (work / 'run_stats.json').write_text(json.dumps(dict(
+            complete=True, iter=1, max_iters=1, val_history=[1, 'x'],
+            metrics={'mIoU': miou})))
+        (work / 'test_metrics.json').write_text(json.dumps(dict(
+            metrics={'mIoU': miou})))
+        (work / 'attention_diagnostics.json').write_text(json.dumps(
+            {'decode_head.attention': dict(entropy='high', self_top1=0.5)}))
+    (tmp_path / name / 'seed03').mkdir()
+    (tmp_path / name / 'seed03' / 'run_stats.json').write_text('{}')
+    odd = tmp_path / 'qkv-nl|a\nb' / 'seed0'
+    odd.mkdir(parents=True)
+    (odd / 'run_stats.json').write_text(json.dumps(dict(
+        complete=True, iter=1, max_iters=1, metrics={'mIoU': 50.0})))
+    variants, problems = collect(str(tmp_path))
+    text = to_markdown(variants, problems)
+    to_csv(variants)
+    assert any('no finite mIoU, found nan' in p for p in problems)
+    assert any('seed03' in p and 'ignored' in p for p in problems)
+    assert 'qkv-nl\\|a b' in text  # escaped in its table cell
+    assert all(line.count('|') >= 2 for line in text.splitlines()
+               if line.startswith('| '))
+
+
+# R4. A damaged newest checkpoint stopped --resume; killed writes left
+# temporaries for ever.
+
+
+def test_resume_skips_a_damaged_checkpoint_naming_it(tmp_path):
+    from qkv_plugins.compat import find_resumable_checkpoint
+    torch.save({'meta': {'iter': 2}}, tmp_path / 'iter_2.pth')
+    (tmp_path / 'iter_4.pth').write_bytes(b'')
+    good = (tmp_path / 'iter_2.pth').read_bytes()
+    (tmp_path / 'iter_6.pth').write_bytes(good[:len(good) // 2])
+    (tmp_path / 'last_checkpoint').write_text(str(tmp_path / 'iter_6.pth'))
+    said = []
+    assert find_resumable_checkpoint(str(tmp_path), log=said.append) == \
+        str(tmp_path / 'iter_2.pth')
+    assert 'iter_6.pth is damaged' in said[0]
+    assert 'iter_4.pth is damaged (empty file)' in said[1]
+
+
+def test_stale_temporaries_are_removed_when_their_writer_is_gone(tmp_path):
+    from qkv_plugins.io import remove_stale_temporaries, temporary_path
+    mine = temporary_path(tmp_path / 'iter_2.pth')
+    dead = mine.name.replace(f'-{os.getpid()}-', f'-{_dead_pid()}-')
+    (tmp_path / dead).write_bytes(b'half')
+    assert remove_stale_temporaries(tmp_path) == [tmp_path / dead]
+    assert mine.exists()  # a live writer's is left alone
+
+
+# R5. tools/test.py scored a checkpoint of another variant with the same
+# keys.
+
+
+def test_test_refuses_a_checkpoint_of_another_variant(tiny_data, tmp_path):
+    from .helpers import run_tool
+    from .test_training import SINGLE_THREAD
+    work = tmp_path / 'run'
+    _train(work, tiny_data, 2, resume=False)
+    masked = CONFIGS / 'qkv_study' / ('nonlocal-separate-cosine_tinyr18s2_'
+                                      '1xb8-1500it_qkvsyn-cyclic-128x128.py')
+
+    def test(config, checkpoint, *extra):
+        return run_tool('tools/test.py', config, checkpoint, '--work-dir',
+                        tmp_path / 'test', *extra, '--cfg-options',
+                        *_tiny(tiny_data, 2), env=SINGLE_THREAD, check=False)
+    refused = test(masked, work / 'iter_2.pth', '--allow-partial')
+    assert refused.returncode != 0
+    assert "similarity 'cosine' (config) vs 'dot' (checkpoint)" in \
+        refused.stderr
+    allowed = test(masked, work / 'iter_2.pth', '--allow-partial',
+                   '--allow-other-variant')
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    # a checkpoint without the record is named, and evaluated
+    checkpoint = torch.load(work / 'iter_2.pth', weights_only=True)
+    del checkpoint['meta']['qkv_run']
+    torch.save(checkpoint, tmp_path / 'old.pth')
+    old = test(CONFIG, tmp_path / 'old.pth')
+    assert old.returncode == 0
+    assert 'has no record of its attention variant' in old.stdout
+
+
+# R14. umask_mode() set the process umask to 0 for a moment.
+
+
+def test_umask_is_read_without_changing_it(monkeypatch):
+    from qkv_plugins.io import umask_mode
+
+    def refuse(*_):
+        raise AssertionError('the process umask was changed')
+    old = os.umask(0o027)
+    try:
+        monkeypatch.setattr(os, 'umask', refuse)
+        assert umask_mode() == 0o640 and umask_mode(True) == 0o750
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+
+
+# R9. The multi-node path: two torchrun "nodes" on loopback.
+
+
+def test_two_node_torchrun_on_loopback(tiny_data, tmp_path):
+    from .helpers import REPO
+    from .test_training import SINGLE_THREAD, _free_port
+    work = tmp_path / 'work'
+    env = dict(os.environ, **SINGLE_THREAD, NNODES='2',
+               MASTER_ADDR='127.0.0.1', PORT=str(_free_port()),
+               PYTHON=sys.executable, PYTHONUNBUFFERED='1')
+    nodes = [subprocess.Popen(
+        ['bash', 'tools/dist_train.sh', str(CONFIG), '1', '--work-dir',
+         str(work), '--cfg-options', *_tiny(tiny_data, 2)], cwd=REPO,
+        env=dict(env, NODE_RANK=str(rank)), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True) for rank in (0, 1)]
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:]
+    stats = json.loads((work / 'run_stats.json').read_text())
+    assert stats['world_size'] == 2 and stats['complete']

@@ -1,6 +1,7 @@
 """Evaluate a checkpoint on a config's test set (mmseg's tools/test.py)."""
 import argparse
 import json
+import os
 
 from mmengine.config import DictAction
 
@@ -46,6 +47,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='evaluate even if the checkpoint lacks some of '
                         "the model's weights or has others (they stay as "
                         'initialised)')
+    parser.add_argument('--allow-other-variant', action='store_true',
+                        help='evaluate a checkpoint whose recorded attention '
+                        'options (qkv_mode, similarity, mask_self, '
+                        'num_heads, ...) differ from the config\'s')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     return parser.parse_args(argv)
@@ -53,6 +58,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.diagnostics_out is not None and (
+            os.path.basename(args.diagnostics_out) != args.diagnostics_out
+            or args.diagnostics_out in ('', '.', '..')):
+        raise SystemExit(f'test: --diagnostics-out {args.diagnostics_out!r} '
+                         'must be a file name (it is written in the work '
+                         'dir)')
     if (args.checkpoint is None) != args.at_init:
         raise SystemExit('test: give a checkpoint or --at-init (not both)')
     try:
@@ -69,6 +80,7 @@ def main(argv=None) -> None:
                        cfg_options=args.cfg_options, work_dir=args.work_dir,
                        launcher=args.launcher, diagnostics=diagnostics,
                        allow_partial=args.allow_partial,
+                       allow_other_variant=args.allow_other_variant,
                        logit_transform=args.logit_transform)
     except CheckpointMismatch as error:
         raise SystemExit(f'test: {error}') from None

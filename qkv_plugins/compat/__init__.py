@@ -2,7 +2,8 @@
 weights-only loading on every checkpoint scheme, atomic checkpoints,
 distributed training on CPU)."""
 from .checkpoint import (allow_mmengine_checkpoints, atomic_checkpoint_saving,
-                         find_resumable_checkpoint)
+                         checkpoint_problem, find_resumable_checkpoint,
+                         no_follow_pointer)
 from .safe_loading import enforce_weights_only
 from .distributed import (adapt_config_for_cpu, patch_cpu_distributed,
                           sync_bn_to_bn)
@@ -10,6 +11,7 @@ from .distributed import (adapt_config_for_cpu, patch_cpu_distributed,
 __all__ = [
     'allow_mmengine_checkpoints', 'enforce_weights_only',
     'atomic_checkpoint_saving',
-    'find_resumable_checkpoint', 'adapt_config_for_cpu',
+    'checkpoint_problem', 'find_resumable_checkpoint', 'no_follow_pointer',
+    'adapt_config_for_cpu',
     'patch_cpu_distributed', 'sync_bn_to_bn'
 ]

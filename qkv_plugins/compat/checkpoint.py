@@ -8,16 +8,18 @@ exactly those types to torch's allow-list (and, for the ``getattr`` that
 pickled functions need, a stand-in that fetches nothing else).
 """
 import _codecs
+import builtins
 import glob
 import os
 import pickle
 import re
-from typing import List
+import zipfile
+from typing import Callable, List, Optional
 
 import numpy as np
 import torch
 
-from ..io import atomic_path
+from ..io import atomic_path, refuse_symlink
 
 
 def _numpy_types() -> List[object]:
@@ -104,19 +106,71 @@ def atomic_checkpoint_saving() -> None:
     runner_module.save_checkpoint = atomic_save
 
 
-def find_resumable_checkpoint(work_dir: str):
-    """The checkpoint to resume from: ``last_checkpoint`` if it names an
-    existing file, else the newest ``iter_*.pth``/``epoch_*.pth``; None if
-    the work dir holds none."""
-    pointer = os.path.join(work_dir, 'last_checkpoint')
-    if os.path.isfile(pointer):
-        with open(pointer) as f:
-            named = f.read().strip()
-        if named and os.path.isfile(named):
-            return named
+def checkpoint_problem(path: str) -> Optional[str]:
+    """Why ``path`` cannot be a checkpoint to resume from (empty, truncated,
+    not a zip archive or a member failing its CRC), or None if it reads.
+    Checks the archive, not its pickle: nothing in it is executed."""
+    try:
+        if os.path.getsize(path) == 0:
+            return 'empty file'
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        return None if bad is None else f'member {bad} fails its CRC'
+    except zipfile.BadZipFile as error:
+        return f'not a complete checkpoint archive ({error})'
+    except OSError as error:
+        return f'unreadable ({error})'
+
+
+def _candidates(work_dir: str) -> List[str]:
+    """``last_checkpoint``'s file, then ``iter_*``/``epoch_*.pth`` newest
+    first."""
     found = []
     for path in glob.glob(os.path.join(work_dir, '*.pth')):
         match = re.fullmatch(r'(iter|epoch)_(\d+)\.pth', os.path.basename(path))
         if match:
             found.append((int(match.group(2)), path))
-    return max(found)[1] if found else None
+    ordered = [p for _, p in sorted(found, reverse=True)]
+    pointer = os.path.join(work_dir, 'last_checkpoint')
+    if os.path.isfile(pointer) and not os.path.islink(pointer):
+        with open(pointer) as f:
+            named = f.read().strip()
+        if named and os.path.isfile(named):
+            ordered = [named] + [p for p in ordered
+                                 if os.path.abspath(p) != os.path.abspath(named)]
+    return ordered
+
+
+def find_resumable_checkpoint(work_dir: str, verify: bool = True,
+                              log: Callable[[str], None] = print
+                              ) -> Optional[str]:
+    """The checkpoint to resume from: ``last_checkpoint`` if it names an
+    existing file, else the newest ``iter_*.pth``/``epoch_*.pth``; with
+    ``verify``, a damaged one (empty, truncated) is named in a warning and
+    the next older readable one taken. None if the work dir holds none."""
+    for path in _candidates(work_dir):
+        problem = checkpoint_problem(path) if verify else None
+        if problem is None:
+            return path
+        log(f'[checkpoint] WARNING: {path} is damaged ({problem}); trying '
+            'an older checkpoint')
+    return None
+
+
+def _no_follow_open(file, mode: str = 'r', *args, **kwargs):
+    """``open`` that refuses to write through a symbolic link (for the
+    pointer file mmengine writes with the builtin)."""
+    if any(c in mode for c in 'wax+'):
+        refuse_symlink(file)
+        flags = (os.O_WRONLY | os.O_CREAT | getattr(os, 'O_NOFOLLOW', 0)
+                 | (os.O_APPEND if 'a' in mode else os.O_TRUNC))
+        return os.fdopen(os.open(file, flags, 0o666), mode, *args, **kwargs)
+    return builtins.open(file, mode, *args, **kwargs)
+
+
+def no_follow_pointer() -> None:
+    """Make mmengine's CheckpointHook write ``last_checkpoint`` without
+    following a symbolic link planted in its place (it opens the file with
+    the builtin ``open``)."""
+    from mmengine.hooks import checkpoint_hook
+    checkpoint_hook.open = _no_follow_open

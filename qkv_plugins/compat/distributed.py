@@ -1,10 +1,14 @@
 """Distributed training on CPU-only machines with mmengine 0.10.7.
 
-mmengine's ``_init_dist_pytorch`` calls ``torch.cuda.set_device`` and its
-DDP wrapper passes ``device_ids=[LOCAL_RANK]``; both fail without CUDA. On
+mmengine's ``_init_dist_pytorch`` and ``_init_dist_slurm`` call
+``torch.cuda.set_device`` (Slurm's after a modulo of the GPU count) and its
+DDP wrapper passes ``device_ids=[LOCAL_RANK]``; all fail without CUDA. On
 such machines we initialise the process group with gloo and wrap with
 ``device_ids=None``. On GPU nodes nothing changes (NCCL, as configured).
 """
+import os
+import subprocess
+
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
@@ -21,13 +25,38 @@ def _init_dist_pytorch_cpu(backend: str, init_backend: str = 'torch',
     torch_dist.init_process_group(backend=_CPU_BACKEND, **kwargs)
 
 
+def _init_dist_slurm_cpu(backend: str, port=None, init_backend: str = 'torch',
+                         **kwargs) -> None:
+    """mmengine's Slurm launcher init without CUDA: the same environment
+    (rank, world size, master address from ``scontrol``), no
+    ``torch.cuda.set_device`` (mmengine takes the local rank modulo the GPU
+    count, zero on a CPU node) and gloo."""
+    if init_backend != 'torch':
+        raise ValueError(f'init_backend={init_backend!r} needs CUDA; on CPU '
+                         "only 'torch' is supported")
+    proc_id = int(os.environ['SLURM_PROCID'])
+    ntasks = int(os.environ['SLURM_NTASKS'])
+    node_list = os.environ['SLURM_NODELIST']
+    addr = subprocess.getoutput(
+        f'scontrol show hostname {node_list} | head -n1')
+    if port is not None:
+        os.environ['MASTER_PORT'] = str(port)
+    os.environ.setdefault('MASTER_PORT', '29500')
+    os.environ.setdefault('MASTER_ADDR', addr)
+    os.environ['WORLD_SIZE'] = str(ntasks)
+    os.environ['LOCAL_RANK'] = os.environ.get('SLURM_LOCALID', '0')
+    os.environ['RANK'] = str(proc_id)
+    torch_dist.init_process_group(backend=_CPU_BACKEND, **kwargs)
+
+
 def patch_cpu_distributed() -> None:
-    """Route mmengine's pytorch-launcher init through gloo when there is no
-    CUDA device (a no-op on GPU machines)."""
+    """Route mmengine's pytorch- and Slurm-launcher inits through gloo when
+    there is no CUDA device (a no-op on GPU machines)."""
     if torch.cuda.is_available():
         return
     from mmengine.dist import utils
     utils._init_dist_pytorch = _init_dist_pytorch_cpu
+    utils._init_dist_slurm = _init_dist_slurm_cpu
 
 
 def sync_bn_to_bn(obj):

@@ -3,6 +3,9 @@
 ``forward`` always returns the same tensor; only while a layer is recording
 does it take the explicit path and append its weights to a list.
 """
+import functools
+import inspect
+import json
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -12,9 +15,16 @@ from torch import Tensor
 
 class RecordsAttention:
     """Mixin for layers whose attention weights can be recorded; gives them
-    their ``forward`` from their ``forward_with_weights``."""
+    their ``forward`` from their ``forward_with_weights``, and keeps the
+    arguments each was built with (:func:`layer_options`)."""
 
     _attention_sink: Optional[List[Tensor]] = None
+    init_options: Dict[str, object] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if '__init__' in cls.__dict__:
+            cls.__init__ = _keeping_options(cls.__init__)
 
     @property
     def recording(self) -> bool:
@@ -33,6 +43,36 @@ class RecordsAttention:
         for hop in weights if isinstance(weights, list) else [weights]:
             self._record(hop)
         return out
+
+
+def _keeping_options(init):
+    """Wrap ``__init__`` so that the instance keeps its bound arguments
+    (defaults applied) as ``init_options``; the most derived class's call,
+    which returns last, sets them."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        options = dict(bound.arguments)
+        options.pop('self', None)
+        for name, param in signature.parameters.items():
+            if param.kind == param.VAR_KEYWORD:
+                options.update(options.pop(name, {}))
+        self.init_options = options
+
+    return wrapper
+
+
+def layer_options(layer: nn.Module) -> Dict[str, object]:
+    """The options a recording layer was built with, as JSON values (what a
+    checkpoint records of its variant: ``qkv_mode``, ``similarity``,
+    ``mask_self``, ``num_heads``, ...), with its type."""
+    options = dict(getattr(layer, 'init_options', {}))
+    return dict(type=type(layer).__name__,
+                **json.loads(json.dumps(options, default=repr)))
 
 
 def attention_layers(model: nn.Module) -> List[Tuple[str, nn.Module]]:

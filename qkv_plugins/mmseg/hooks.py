@@ -104,6 +104,7 @@ class RunStatsHook(Hook):
         stats = dict(
             config=runner.cfg.filename,
             fingerprint=runner.cfg.get('run_fingerprint'),
+            identity=runner.cfg.get('run_identity'),
             experiment=runner.experiment_name,
             seed=runner.seed,
             iter=runner.iter,

@@ -39,6 +39,7 @@ from ..cli import at_least
 from ..io import atomic_path, write_text_atomic
 from ..layers.catalog import UnknownLayer, entry_named
 from ..machine import code_commit, describe_machine, is_clean
+from ..workdir import WorkDirBusy, locked
 from .design import (DEMO_HEADS, DEMO_SEEDS, EXTENDED_HEADS, FULL_GROUPS,
                      REFERENCE, TIME_TO_SOLVE_DIR, TIME_TO_SOLVE_HEADS,
                      TIME_TO_SOLVE_SEEDS, TRANSFORMER_HEADS)
@@ -219,9 +220,14 @@ def main(argv=None) -> None:
     if args.iters:
         work_root += f'-{args.iters}it'
     runs = study_runs(args.configs, work_root, args.scale, args.iters)
-    status = sweep(runs, work_root, options, jobs=args.jobs)
-    if args.scale != 'time-to-solve':  # time to solve reads validations
-        evaluate(runs, options, jobs=args.jobs, intervene=intervened)
+    Path(work_root).mkdir(parents=True, exist_ok=True)
+    try:
+        with locked(work_root, reentrant=True):  # sweep and evaluation
+            status = sweep(runs, work_root, options, jobs=args.jobs)
+            if args.scale != 'time-to-solve':  # it reads validations
+                evaluate(runs, options, jobs=args.jobs, intervene=intervened)
+    except WorkDirBusy as error:
+        raise SystemExit(f'[demo] {error}') from None
     minutes = (time.time() - began) / 60
     trained = sum('seconds' in s for s in status.values())
     invocations = record_invocation(work_root, dict(

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Sequence, Tuple
 
-from ..io import write_text_atomic
+from ..io import SymlinkRefused, open_append, write_text_atomic
 from ..workdir import (INIT_DIAGNOSTICS_FILE, INTERVENTION_FILES,
                        LIFTED_DIAGNOSTICS_FILE, PLAN_FILE, TEST_METRICS_FILE,
-                       RunFileError, run_state)
+                       RunFileError, locked, run_state)
 
 TRAIN = [sys.executable, '-m', 'qkv_plugins.commands.train']
 TEST = [sys.executable, '-m', 'qkv_plugins.commands.test']
@@ -63,8 +63,10 @@ class Run:
         """(state, why): :func:`~qkv_plugins.workdir.run_state` for this
         config, seed and length, or ``'corrupt'`` with the file's error."""
         fingerprint, max_iters = self.requested(cfg_options)
+        identity = self.config_for(cfg_options).run_identity
         try:
-            return run_state(self.work_dir, fingerprint, max_iters)
+            return run_state(self.work_dir, fingerprint, max_iters, identity,
+                             self.seed)
         except RunFileError as error:
             return 'corrupt', str(error)
 
@@ -151,12 +153,20 @@ def sweep(runs: List[Run],
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f'jobs must be a positive int, but got {jobs!r}')
+    Path(root).mkdir(parents=True, exist_ok=True)
+    # a second sweep on this root refuses, naming us
+    with locked(root, reentrant=True):
+        return _sweep(runs, root, cfg_options, jobs, log)
+
+
+def _sweep(runs: List[Run], root: str, cfg_options: Sequence[str],
+           jobs: int, log: Callable[[str], None]) -> dict:
     status, todo = {}, []
     for run in runs:
         state, why = run.state(cfg_options)
         if state == 'complete':
             status[run.name] = dict(status='complete')
-        elif state == 'past':
+        elif state in ('past', 'foreign'):
             status[run.name] = dict(status='conflict', reason=why)
             log(f'[sweep] CONFLICT {run.name}: {run.work_dir} holds a run '
                 f'{why}; not run (use another work root)')
@@ -176,7 +186,13 @@ def sweep(runs: List[Run],
         while todo and len(running) < jobs:
             run = todo.pop(0)
             run.work_dir.mkdir(parents=True, exist_ok=True)
-            logfile = open(run.work_dir / 'sweep.log', 'ab')
+            try:
+                logfile = open_append(run.work_dir / 'sweep.log')
+            except SymlinkRefused as error:
+                status[run.name] = dict(status='failed', reason=str(error))
+                log(f'[sweep] FAILED {run.name}: {error}')
+                _write_plan(root, runs, status)
+                continue
             proc = subprocess.Popen(_command(run, cfg_options), env=env,
                                     stdout=logfile, stderr=subprocess.STDOUT)
             running[proc] = (run, logfile, time.time())
@@ -186,7 +202,9 @@ def sweep(runs: List[Run],
             run, logfile, began = running.pop(proc)
             logfile.close()
             done += 1
-            ok = proc.returncode == 0 and run.is_complete(cfg_options)
+            # the run's own files say whether it is complete (a process
+            # that failed after finishing its run leaves it complete)
+            ok = run.is_complete(cfg_options)
             status[run.name] = dict(
                 status='complete' if ok else 'failed',
                 returncode=proc.returncode,
@@ -254,25 +272,30 @@ def evaluate(runs: List[Run],
     from concurrent.futures import ThreadPoolExecutor
 
     from ..compat import find_resumable_checkpoint
-    todo = []
+    todo, unreadable = [], []
     for run in runs:
         if not run.is_complete(cfg_options):
             continue
         checkpoint = find_resumable_checkpoint(str(run.work_dir))
+        if checkpoint is None:  # complete, but its checkpoints are gone
+            unreadable.append(f'{run.name} ({run.work_dir})')
+            continue
         passes = [(name, command) for name, command in _passes(
             run, str(checkpoint), cfg_options,
             masks_self(run.config_for(cfg_options)), intervene(run))
             if not (run.work_dir / name).is_file()]
         if passes:
             todo.append((run, passes))
-    log(f'[evaluate] {len(todo)} runs to evaluate on the test split')
+    log(f'[evaluate] {len(todo)} runs to evaluate on the test split'
+        + (f'; {len(unreadable)} without a checkpoint: '
+           + ', '.join(unreadable) if unreadable else ''))
     env = dict(os.environ, PYTHONUNBUFFERED='1', **single_thread_env())
     finished = []
 
     def one(item) -> None:
         run, passes = item
         began = time.time()
-        with open(run.work_dir / 'evaluate.log', 'ab') as logfile:
+        with open_append(run.work_dir / 'evaluate.log') as logfile:
             codes = [subprocess.call(command, stdout=logfile, env=env,
                                      stderr=subprocess.STDOUT)
                      for _, command in passes]
