@@ -1,5 +1,6 @@
 """Output: atomic file writing (a file is either complete or absent, with
-the permissions of any other file the user creates) and table cells."""
+the permissions of any other file the user creates), whether the process
+that left a file still lives, and table cells."""
 import os
 import tempfile
 from contextlib import contextmanager
@@ -37,6 +38,17 @@ def write_text_atomic(path: Union[str, Path], text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
 
 
 def cell(value, spec: str = '.1f', error: str = '') -> str:

@@ -6,10 +6,10 @@ existing folder at --out is replaced only if this tool wrote it.
 import argparse
 
 from qkv_plugins.cli import at_least
-from qkv_plugins.study.synthetic import (DEFAULT_ROOT, TRACKS, DatasetError,
-                                   make_dataset)
-from qkv_plugins.study.synthetic.preview import render_samples
-from qkv_plugins.study.synthetic.writer import SPLITS
+from qkv_plugins.data import (DEFAULT_ROOT, TRACKS, DatasetError,
+                              make_dataset)
+from qkv_plugins.data.preview import render_samples
+from qkv_plugins.data.writer import SPLITS
 
 
 def main() -> None:

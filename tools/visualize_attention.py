@@ -18,7 +18,7 @@ from qkv_plugins.layers import entry_for
 from qkv_plugins.study.names import describe_config
 from qkv_plugins.stats.pictures import draw
 from qkv_plugins.cli import config_and_checkpoint
-from qkv_plugins.study.synthetic import DEFAULT_ROOT
+from qkv_plugins.data import DEFAULT_ROOT
 
 
 def load_image(args) -> tuple:
