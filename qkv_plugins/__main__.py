@@ -1,21 +1,9 @@
-"""``python -m qkv_plugins``: list the registered layers, their options and
-per-mode parameter counts."""
-import argparse
+"""``python -m qkv_plugins [COMMAND] [ARGS ...]``: every user-facing command
+(``--help`` lists them; :mod:`qkv_plugins.commands` holds the registry).
+Without a command it lists the layers, as it always did."""
+import sys
 
-from .layers.catalog import describe
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        prog='python -m qkv_plugins',
-        description='List the registered layers, their options and '
-        'per-mode parameter counts.')
-    parser.add_argument('--in-channels', type=int, default=512,
-                        help='channels for the parameter counts (default: '
-                        '512, as in NLHead/CCHead)')
-    args = parser.parse_args()
-    print(describe(args.in_channels))
-
+from .commands import main
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """Output: atomic file writing (a file is either complete or absent, with
 the permissions of any other file the user creates, and never written
-through a symbolic link planted in its place) and table cells.
+through a symbolic link planted in its place), whether the process that left
+a file still lives, and table cells.
 
 Temporaries are created with ``O_EXCL | O_NOFOLLOW`` and name their writer
 (host and pid), so that a killed writer's leftovers can be told from a live
@@ -133,10 +134,20 @@ def open_append(path: PathLike) -> BinaryIO:
     return os.fdopen(fd, 'ab')
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with ``pid`` runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
 def remove_stale_temporaries(folder: PathLike) -> List[Path]:
     """Remove the temporaries in ``folder`` whose writer (a process on this
     host) is gone; return them. Others' temporaries are left alone."""
-    from .workdir import pid_alive
     removed = []
     host = _host_tag()
     try:

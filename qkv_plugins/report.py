@@ -23,10 +23,18 @@ def markdown_table(header: Sequence[str],
     return '\n'.join(lines) + '\n'
 
 
-def csv_text(header: Sequence[str], rows: Iterable[Sequence]) -> str:
-    """CSV with a header line (None cells empty)."""
+def csv_text(header: Sequence[str], rows: Iterable[Sequence],
+             lineterminator: str = '\n') -> str:
+    """CSV with a header line (None cells empty).
+
+    Args:
+        header: Column names.
+        rows: One sequence of cells per row.
+        lineterminator: ``'\\n'``, or ``'\\r\\n'`` (the csv module's
+            default) for the benchmark tables, which were published so.
+    """
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator='\n')
+    writer = csv.writer(buffer, lineterminator=lineterminator)
     writer.writerow(header)
     for row in rows:
         writer.writerow(['' if c is None else c for c in row])

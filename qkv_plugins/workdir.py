@@ -19,22 +19,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Tuple, Union
 
-from .io import refuse_symlink, temporary_path, umask_mode
+from .io import pid_alive, refuse_symlink, temporary_path, umask_mode
+# The file names live below the hooks that write them; named here too.
+from .workfiles import (DIAGNOSTICS_FILE, INIT_DIAGNOSTICS_FILE,  # noqa: F401
+                        INTERVENTION_FILES, LIFTED_DIAGNOSTICS_FILE, LOCK_FILE,
+                        LOSS_SERIES_FILE, PLAN_FILE, STATS_FILE,
+                        TEST_METRICS_FILE)
 
-# The files of a run's work dir (and of a sweep's root), by their writers:
-LOCK_FILE = '.qkv_lock.json'  # training.train
-STATS_FILE = 'run_stats.json'  # RunStatsHook
-DIAGNOSTICS_FILE = 'attention_diagnostics.json'  # AttentionDiagnosticsHook
-# the same with every layer's self mask lifted (mask_self models)
-LIFTED_DIAGNOSTICS_FILE = 'attention_diagnostics_lifted.json'
-LOSS_SERIES_FILE = 'loss_series.json'  # LossSeriesHook
-TEST_METRICS_FILE = 'test_metrics.json'  # the study's test-split evaluation
-# the same with a test-time intervention on the logits (study.sweep)
-INTERVENTION_FILES = {'symmetric': 'test_metrics_symmetric.json',
-                      'transpose': 'test_metrics_transpose.json'}
-# diagnostics of the model as its seed initialises it (a reference)
-INIT_DIAGNOSTICS_FILE = 'attention_diagnostics_init.json'
-PLAN_FILE = 'sweep.json'  # study.sweep, at the sweep's root
 # Keys that say where and how a run executes, not what it computes.
 _NOT_FINGERPRINTED = ('work_dir', 'resume', 'load_from', 'launcher', 'env_cfg',
                       'model_wrapper_cfg', 'run_fingerprint', 'run_identity')
@@ -144,17 +135,6 @@ def run_state(work_dir: Union[str, Path],
     if isinstance(done, int) and max_iters is not None and done > max_iters:
         return 'past', f'{other}, past the requested {max_iters} iterations'
     return 'other', other
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with ``pid`` runs on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
 
 
 def _describe(holder: dict) -> str:

@@ -32,7 +32,7 @@ __all__ = ['build_layer', 'LAYERS', 'qkv_plugins']
 def tiny_data(tmp_path_factory):
     """A small embedded dataset (16 train, 8 val, 8 test images per
     track)."""
-    from qkv_plugins.study.synthetic import make_dataset
+    from qkv_plugins.data import make_dataset
     root = tmp_path_factory.mktemp('data') / 'qkv_synthetic'
     make_dataset(root, seed=0, splits={'train': 16, 'val': 8, 'test': 8},
                  log=lambda *_: None)

@@ -133,8 +133,9 @@ def test_visualizer_writes_png_of_expected_size(tiny_data, tmp_path):
 def test_source_mass_on_a_hand_made_map(cyclic, expected):
     import numpy as np
 
+    from qkv_plugins.data import source_of
     from qkv_plugins.layers import entry_named
-    from qkv_plugins.mmseg.diagnostics_hook import _cells, _source_mass
+    from qkv_plugins.stats.objects import grid_cells, source_mass
     obj = np.zeros((16, 16), np.uint8)  # 4 x 4 cells of 4 px
     for k, cell in ((1, 0), (2, 1), (3, 2)):
         obj[0:4, 4 * cell:4 * cell + 4] = k
@@ -146,7 +147,9 @@ def test_source_mass_on_a_hand_made_map(cyclic, expected):
         weights[0, 0, query, key] = 1
     entry = entry_named('nonlocal')
     height, width = entry.grid(weights, obj.shape)
-    got = _source_mass(entry.dense(weights), _cells([obj], height, width))
+    cells = grid_cells([obj], height, width)
+    source = torch.from_numpy(source_of(cells.numpy()))
+    got = source_mass(entry.dense(weights), cells, source)
     assert got['source_mass'] == pytest.approx(expected)
     # uniform attention: one source cell of 16, of the 3 object cells
     assert got['source_mass_chance_image'] == pytest.approx(1 / 16)
@@ -156,15 +159,17 @@ def test_source_mass_on_a_hand_made_map(cyclic, expected):
 def test_own_key_statistics_apart_over_objects_and_background():
     import numpy as np
 
-    from qkv_plugins.mmseg.diagnostics_hook import _cells, _object_stats
-    label = np.full((2, 2), 255, np.uint8)
+    from qkv_plugins.data import IGNORE_INDEX
+    from qkv_plugins.stats.objects import grid_cells, object_stats
+    label = np.full((2, 2), IGNORE_INDEX, np.uint8)
     label[0, 0] = 1  # one labelled cell, three background cells
     dense = torch.full((1, 4, 4), 0.1)
     dense[0, 0, 0] = 0.7  # the object cell's own key wins with 0.7
     dense[0, 1, 1] = 0.05  # a background cell gives itself little
     dense[0, 1, 2] = 0.75
     dense[0, 2, 2], dense[0, 3, 3] = 0.7, 0.7
-    got = _object_stats(dense, _cells([label], 2, 2), keys=4)
+    got = object_stats(dense, grid_cells([label], 2, 2), keys=4,
+                       ignore_index=IGNORE_INDEX)
     assert got['self_top1_obj'] == 1.0
     assert got['self_top1_bg'] == pytest.approx(2 / 3)
     assert got['scaled_self_affinity_obj'] == pytest.approx(2.8)

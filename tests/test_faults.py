@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from qkv_plugins import QKVCrissCrossAttention, QKVNonLocal2d
-from qkv_plugins.study.synthetic import DatasetError, make_dataset, verify_dataset
+from qkv_plugins.data import DatasetError, make_dataset, verify_dataset
 
 from .helpers import CONFIGS, build_segmentor
 
@@ -52,7 +52,7 @@ def test_generator_refuses_a_folder_it_did_not_write(tmp_path):
 
 
 def test_generator_replaces_its_own_tree_and_cleans_killed_temps(tmp_path):
-    from qkv_plugins.study.synthetic.writer import MARKER
+    from qkv_plugins.data.writer import MARKER
     root = make_dataset(tmp_path / 'syn', splits=SMALL, log=_quiet)
     assert (root / MARKER).is_file()
     stale = tmp_path / f'.syn.tmp-{socket.gethostname()}-{_dead_pid()}-x1'

@@ -74,3 +74,19 @@ def test_mmseg_own_train_script_trains_the_readme_snippet(installed, snippet,
     assert result.returncode == 0, log[-3000:]
     assert 'Iter(train) [2/2]' in log and 'mIoU' in log
     assert (tmp_path / 'work' / 'iter_2.pth').is_file()
+
+
+def test_the_door_reaches_the_commands_without_tools(installed, tmp_path):
+    """A wheel has no tools/: ``python -m qkv_plugins`` lists and runs the
+    commands (the generated-dataset package included)."""
+    run = lambda *args: subprocess.run(
+        [str(installed), '-m', 'qkv_plugins', *args], cwd=tmp_path,
+        capture_output=True, text=True, timeout=300)
+    helped = run('--help')
+    assert helped.returncode == 0, helped.stderr[-3000:]
+    assert '  make-dataset ' in helped.stdout and '  check ' in helped.stdout
+    made = run('make-dataset', '--out', str(tmp_path / 'd'), '--tracks',
+               'cyclic', '--num-train', '1', '--num-val', '1', '--num-test',
+               '1')
+    assert made.returncode == 0, made.stderr[-3000:]
+    assert (tmp_path / 'd' / 'manifest.json').is_file()

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from qkv_plugins.study.synthetic import (TRACKS, DatasetError, make_dataset,
-                                   verify_dataset)
-from qkv_plugins.study.synthetic.drawing import PALETTE
-from qkv_plugins.study.synthetic.tracks import IGNORE_INDEX, source_of
+from qkv_plugins.data import (TRACKS, DatasetError, make_dataset,
+                              object_map, verify_dataset)
+from qkv_plugins.data.drawing import PALETTE
+from qkv_plugins.data.tracks import IGNORE_INDEX, source_of
 
 
 def _colour_of(image, mask):
@@ -48,6 +48,20 @@ def test_layout_is_mmseg_img_dir_ann_dir(tmp_path):
             assert image.shape == (128, 128, 3) and label.shape == (128, 128)
             valid = label[label != IGNORE_INDEX]
             assert valid.size and valid.max() < len(TRACKS[track].classes)
+
+
+def test_object_map_beside_a_cyclic_image_only(tmp_path):
+    root = make_dataset(tmp_path / 'o', splits=SMALL, log=_quiet)
+    image = root / 'cyclic' / 'img_dir' / 'val' / '00001.png'
+    objects = object_map(image)
+    assert np.array_equal(objects, np.asarray(Image.open(
+        root / 'cyclic' / 'obj_dir' / 'val' / '00001.png')))
+    assert set(np.unique(objects)) <= {0, 1, 2, 3}
+    assert object_map(str(image)) is not None  # mmseg's img_path: a str
+    # grouping has no object maps; nor has an image outside a tree
+    assert object_map(root / 'grouping' / 'img_dir' / 'val' / '00001.png') \
+        is None
+    assert object_map(tmp_path / 'elsewhere.png') is None
 
 
 def test_cyclic_labels_follow_the_cycle():

@@ -1,27 +1,10 @@
 """Turn study work dirs into the benchmark table (Markdown, CSV, PNG plot).
 
-Example:
-    python tools/make_table.py work_dirs/study --out work_dirs/study/table
+Thin entry point; the same as ``python -m qkv_plugins table``.
 """
-import argparse
+import sys
 
-from qkv_plugins.study.report import write_report
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog='\n'.join(__doc__.splitlines()[1:]))
-    parser.add_argument('work_root', help='root of the sweep work dirs')
-    parser.add_argument('--out', help='output path without suffix (default: '
-                        'WORK_ROOT/table)')
-    parser.add_argument('--machine', default='',
-                        help='machine description printed under the table')
-    args = parser.parse_args()
-    text = write_report(args.work_root, args.out, args.machine)
-    print(text)
-
+from qkv_plugins.commands.table import main
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -4,8 +4,6 @@ in every mode next to ``MixVisionTransformer`` / ``VisionTransformer``, in
 turns (``python -m qkv_plugins.bench.backbones``; writes
 ``benchmarks/backbones-<device>.{md,csv}``)."""
 import argparse
-import csv
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +15,9 @@ from ..cli import at_least
 from ..io import cell, write_text_atomic
 from ..layers.multihead import TOKEN_MODES
 from ..machine import describe_machine, git_commit
+from ..report import csv_text, markdown_table
 from .memory import configure_cpu_memory, extra_peak_mib
-from .report import device_tag
+from .report import CSV_LINE_END, device_tag
 from .timing import interleaved_ms
 
 # name -> (family, constructor arguments, (batch, height, width))
@@ -93,7 +92,14 @@ def run_case(name: str, warmup: int, repeats: int,
     return rows
 
 
+MARKDOWN_HEADER = ('case (B, H×W)', 'model', 'params', 'time (ms)', '× stock',
+                   'memory (MiB)', '× stock')
+CSV_HEADER = ('case', 'model', 'params', 'time_ms', 'time_ratio',
+              'memory_mib', 'memory_ratio')
+
+
 def to_markdown(rows: List[Row], command: str) -> str:
+    """The backbone table with the command, commit and machine above it."""
     lines = [
         '# Transformer backbones: ours against stock mmseg', '',
         f'Command: `{command}` at commit {git_commit()}', '',
@@ -101,28 +107,23 @@ def to_markdown(rows: List[Row], command: str) -> str:
         'Forward + backward of the whole backbone in training mode (fp32), '
         'median time over turns (stock and every mode in turns); extra peak '
         'memory above the inputs, each alone. Ratios against the stock '
-        'backbone in the same run.', '',
-        '| case (B, H×W) | model | params | time (ms) | × stock | '
-        'memory (MiB) | × stock |', '|---|---|---|---|---|---|---|'
+        'backbone in the same run.', ''
     ]
+    cells = []
     for row in rows:
         _, _, (batch, height, width) = CASES[row.case]
-        lines.append(
-            f'| {row.case} ({batch}, {height}×{width}) | {row.model} | '
-            f'{row.params:,} | {row.time_ms:.1f} | {row.time_ratio:.2f} | '
-            f'{cell(row.memory_mib, ".1f")} | {row.memory_ratio:.2f} |')
-    return '\n'.join(lines) + '\n'
+        cells.append((
+            f'{row.case} ({batch}, {height}×{width})', row.model,
+            f'{row.params:,}', f'{row.time_ms:.1f}', f'{row.time_ratio:.2f}',
+            cell(row.memory_mib, '.1f'), f'{row.memory_ratio:.2f}'))
+    return '\n'.join(lines) + '\n' + markdown_table(MARKDOWN_HEADER, cells)
 
 
 def to_csv(rows: List[Row]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(['case', 'model', 'params', 'time_ms', 'time_ratio',
-                     'memory_mib', 'memory_ratio'])
-    for row in rows:
-        writer.writerow([row.case, row.model, row.params, row.time_ms,
-                         row.time_ratio, row.memory_mib, row.memory_ratio])
-    return buffer.getvalue()
+    return csv_text(CSV_HEADER, ((row.case, row.model, row.params, row.time_ms,
+                                  row.time_ratio, row.memory_mib,
+                                  row.memory_ratio) for row in rows),
+                    lineterminator=CSV_LINE_END)
 
 
 def main(argv=None) -> None:

@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from ..io import cell
+from ..report import markdown_table
 from .memory import configure_cpu_memory, extra_peak_mib
 from .timing import autocast, interleaved_ms
 
@@ -182,7 +183,12 @@ def _ratio(value, base, spec):
     return format(value / base, spec) if value and base else '-'
 
 
+E2E_HEADER = ('head', 'phase', 'B', 'H×W', 'dtype', 'step ms', 'time / FCN',
+              'peak MiB', 'memory / FCN', 'config')
+
+
 def to_markdown(results: List[E2EResult], title: str, command: str) -> str:
+    """The end-to-end table: one row per head and phase, ratios to FCN."""
     lines = [
         f'# {title}', '', f'Command: `{command}`', '',
         'Stock MMSegmentation R-50-D8 (Cityscapes configs, no pretrained '
@@ -192,18 +198,17 @@ def to_markdown(results: List[E2EResult], title: str, command: str) -> str:
         'MiB: extra peak memory of one step above the model. Ratios are to '
         'FCN in the same phase. GPU rows come from running the same command '
         'on a GPU machine (B=2, 512×1024, bf16 autocast by default), which '
-        'writes e2e-<gpu>.md.', '',
-        '| head | phase | B | H×W | dtype | step ms | time / FCN | peak MiB '
-        '| memory / FCN | config |', '|---|---|---|---|---|---|---|---|---|---|'
+        'writes e2e-<gpu>.md.', ''
     ]
     fcn = {r.phase: r for r in results if r.head == 'FCN'}
+    rows = []
     for r in results:
         base = fcn.get(r.phase)
-        lines.append(
-            f'| {r.head} | {r.phase} | {r.batch} | {r.height}×{r.width} '
-            f'| {r.dtype} | {cell(r.time_ms, ".0f", r.error)} '
-            f'| {_ratio(r.time_ms, base and base.time_ms, ".2f")} '
-            f'| {cell(r.peak_mib, ".0f", r.error)} '
-            f'| {_ratio(r.peak_mib, base and base.peak_mib, ".2f")} '
-            f'| `{r.config}` |')
-    return '\n'.join(lines) + '\n'
+        rows.append((
+            r.head, r.phase, r.batch, f'{r.height}×{r.width}', r.dtype,
+            cell(r.time_ms, '.0f', r.error),
+            _ratio(r.time_ms, base and base.time_ms, '.2f'),
+            cell(r.peak_mib, '.0f', r.error),
+            _ratio(r.peak_mib, base and base.peak_mib, '.2f'),
+            f'`{r.config}`'))
+    return '\n'.join(lines) + '\n' + markdown_table(E2E_HEADER, rows)

@@ -1,6 +1,4 @@
 """Cases, tables and plots of the layer benchmark (tools/benchmark_layers.py)."""
-import csv
-import io
 from pathlib import Path
 from typing import List, Tuple
 
@@ -10,6 +8,7 @@ from ..io import atomic_path, cell, write_text_atomic
 from ..layers.catalog import entry_named
 from ..layers.options import QKV_MODES
 from ..machine import describe_machine
+from ..report import csv_text, markdown_table
 from .layers import Case, Result, run_cases
 
 CPU_SHAPES = ((32, 32, 2), (64, 64, 2), (48, 80, 2), (97, 97, 2))
@@ -17,6 +16,9 @@ GPU_SHAPES = ((64, 128, 2), (97, 97, 2), (128, 256, 1), (256, 512, 1))
 # Timed seconds per case (ours + reference) at least: fast cases get more
 # turns than --repeats.
 MIN_SECONDS = 3.0
+# The published benchmark CSVs end their lines as the csv module does by
+# default.
+CSV_LINE_END = '\r\n'
 # (qkv_mode, similarity, mask_self) beyond each mode with dot similarity
 EXTRA = (('separate', 'cosine', False), ('separate', 'dot', True),
          ('shared_qk', 'dot', True), ('shared', 'cosine', True))
@@ -52,41 +54,42 @@ def pairs(results: List[Result]) -> List[Tuple[Result, Result]]:
     return list(zip(results[0::2], results[1::2]))
 
 
+LAYER_HEADER = ('layer', 'mode', 'H×W', 'B', 'C', 'ours ms', 'ref', 'ref ms',
+                'time ratio', 'ours MiB', 'ref MiB', 'memory ratio',
+                'ours TFLOP/s')
+
+
 def to_markdown(results: List[Result], title: str, command: str) -> str:
+    """The layer table: ours beside the reference, one row per pair."""
     lines = [
         f'# {title}', '', f'Command: `{command}`', '',
         'Forward + backward, median time; extra peak memory above the '
         'inputs; attention TFLOP/s = FLOPs of the attention products '
         '(2 per multiply-add, backward = 2x forward) / block time. Ratios '
-        'are ours / reference, their steps run in turns on one input.', '',
-        '| layer | mode | H×W | B | C | ours ms | ref | ref ms | time ratio '
-        '| ours MiB | ref MiB | memory ratio | ours TFLOP/s |',
-        '|---|---|---|---|---|---|---|---|---|---|---|---|---|'
+        'are ours / reference, their steps run in turns on one input.', ''
     ]
+    rows = []
     for ours, ref in pairs(results):
         c = ours.case
         t_ratio = (f'{ours.time_ms / ref.time_ms:.2f}'
                    if ours.time_ms and ref.time_ms else '-')
         m_ratio = (f'{ours.extra_mib / ref.extra_mib:.3f}'
                    if ours.extra_mib is not None and ref.extra_mib else '-')
-        lines.append(
-            f'| {c.layer} | {c.label.split(":")[1]} | {c.height}×{c.width} '
-            f'| {c.batch} | {c.channels} | {cell(ours.time_ms, error=ours.error)} '
-            f'| {ref.impl} | {cell(ref.time_ms, error=ref.error)} | {t_ratio} '
-            f'| {cell(ours.extra_mib, ".0f")} | '
-            f'{cell(ref.extra_mib, ".0f")} | {m_ratio} | '
-            f'{cell(ours.attn_tflops, ".3f")} |')
-    return '\n'.join(lines) + '\n'
+        rows.append((
+            c.layer, c.label.split(':')[1], f'{c.height}×{c.width}', c.batch,
+            c.channels, cell(ours.time_ms, error=ours.error), ref.impl,
+            cell(ref.time_ms, error=ref.error), t_ratio,
+            cell(ours.extra_mib, '.0f'), cell(ref.extra_mib, '.0f'),
+            m_ratio, cell(ours.attn_tflops, '.3f')))
+    return '\n'.join(lines) + '\n' + markdown_table(LAYER_HEADER, rows)
 
 
 def to_csv(results) -> str:
     """CSV of any results with a ``row()`` dict (layer or end-to-end)."""
-    buffer = io.StringIO()
     rows = [r.row() for r in results]
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    header = list(rows[0])
+    return csv_text(header, ([row.get(k) for k in header] for row in rows),
+                    lineterminator=CSV_LINE_END)
 
 
 def plot(results: List[Result], path: Path) -> None:

@@ -11,6 +11,7 @@ from ..bench.report import device_tag
 from ..io import write_text_atomic
 from ..layers.catalog import names
 from ..machine import describe_machine
+from ..report import markdown_table
 from . import items as checks
 from .items import Item
 
@@ -111,17 +112,15 @@ def run_check(args: argparse.Namespace) -> List[Item]:
 
 def to_markdown(results: Sequence[Item], device: torch.device,
                 command: str, seconds: float) -> str:
-    lines = [f'# Node check: {describe_machine(device)}', '',
-             f'Command: `{command}` ({seconds:.0f} s in all)', '',
-             '| item | status | seconds | detail |', '|---|---|---|---|']
-    for item in results:
-        detail = item.detail.replace('|', '\\|')
-        lines.append(f'| {item.name} | {item.status} | {item.seconds:.0f} '
-                     f'| {detail} |')
+    """The summary: one row per item, then PASS or the failed items."""
+    table = markdown_table(
+        ('item', 'status', 'seconds', 'detail'),
+        ((item.name, item.status, f'{item.seconds:.0f}', item.detail)
+         for item in results))
     failed = [r.name for r in results if r.status == 'FAIL']
-    lines += ['', f'**{"FAIL: " + ", ".join(failed) if failed else "PASS"}**',
-              '']
-    return '\n'.join(lines)
+    return (f'# Node check: {describe_machine(device)}\n\n'
+            f'Command: `{command}` ({seconds:.0f} s in all)\n\n' + table +
+            f'\n**{"FAIL: " + ", ".join(failed) if failed else "PASS"}**\n')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

@@ -2,8 +2,8 @@
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
-from ..study.synthetic import SPLITS, TRACKS, verify_dataset
-from ..study.synthetic.drawing import PALETTE
+from ..data import SPLITS, TRACKS, verify_dataset
+from ..data.drawing import PALETTE
 
 
 @DATASETS.register_module()
@@ -11,7 +11,7 @@ class QKVSyntheticDataset(BaseSegDataset):
     """One track of the generated dataset (``tools/make_dataset.py``).
 
     Args:
-        track: A name in :data:`qkv_plugins.synthetic.TRACKS`.
+        track: A name in :data:`qkv_plugins.data.TRACKS`.
         split: ``'train'``, ``'val'`` or ``'test'`` (held out).
         data_root: The generated tree (``data/qkv_synthetic``).
         **kwargs: Other BaseSegDataset arguments (``pipeline``, ...).

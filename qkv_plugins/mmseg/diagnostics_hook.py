@@ -1,29 +1,23 @@
 """Attention diagnostics on validation (and test) batches."""
 import json
-import os
 from collections import defaultdict
-from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from PIL import Image
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
+from ..data import IGNORE_INDEX, object_map, source_of
 from ..io import write_text_atomic
 from ..layers.catalog import entry_for
 from ..layers.recording import (attention_layers, start_recording,
                                 stop_recording)
-from ..stats.diagnostics import (asymmetry, logit_asymmetry, mass_on,
-                                 summarize)
-from ..study.synthetic import source_of
-from ..study.synthetic.tracks import IGNORE_INDEX
-from ..workdir import DIAGNOSTICS_FILE
-
-# Source-object mass needs the dense N × N map: skipped above this size.
-MAX_DENSE_POSITIONS = 4096
+from ..stats.diagnostics import (MAX_DENSE_POSITIONS, asymmetry,
+                                 logit_asymmetry, summarize)
+from ..stats.objects import grid_cells, object_stats, source_mass
+from ..workfiles import DIAGNOSTICS_FILE
 
 
 @HOOKS.register_module()
@@ -122,11 +116,13 @@ class AttentionDiagnosticsHook(Hook):
                 dense = entry.dense(weights).cpu()
                 keys = maps.shape[-1]
                 if labels is not None:
-                    stats.update(_object_stats(
-                        dense, _cells(labels, height, width), keys))
+                    stats.update(object_stats(
+                        dense, grid_cells(labels, height, width), keys,
+                        IGNORE_INDEX))
                 if objects is not None:
-                    stats.update(_source_mass(
-                        dense, _cells(objects, height, width)))
+                    obj = grid_cells(objects, height, width)  # [B, N]
+                    source = torch.from_numpy(source_of(obj.numpy()))
+                    stats.update(source_mass(dense, obj, source))
         for stat, value in stats.items():
             self._sums[key][stat] += value
             self._counts[f'{key}/{stat}'] += 1
@@ -172,16 +168,15 @@ class AttentionDiagnosticsHook(Hook):
 
 
 def _object_maps(data_batch) -> Optional[List[np.ndarray]]:
-    """Object-id maps of the batch's images (``obj_dir`` beside
-    ``img_dir``, cyclic track), or None where there are none."""
+    """Object-id maps of the batch's images (cyclic track), or None where
+    there are none."""
     samples = (data_batch or {}).get('data_samples') or []
     maps = []
     for sample in samples:
-        path = Path(str(sample.metainfo.get('img_path', '')).replace(
-            f'{os.sep}img_dir{os.sep}', f'{os.sep}obj_dir{os.sep}'))
-        if not path.is_file() or 'obj_dir' not in path.parts:
+        array = object_map(sample.metainfo.get('img_path', ''))
+        if array is None:
             return None
-        maps.append(np.asarray(Image.open(path)))
+        maps.append(array)
     return maps or None
 
 
@@ -195,49 +190,3 @@ def _label_maps(data_batch) -> Optional[List[np.ndarray]]:
             return None
         maps.append(seg.data.squeeze(0).cpu().numpy())
     return maps or None
-
-
-def _cells(maps: List[np.ndarray], height: int, width: int) -> torch.Tensor:
-    """Each map sampled (nearest) at the centres of a height × width grid of
-    feature cells: [B, N] int64."""
-    cells = []
-    for array in maps:
-        ys = ((np.arange(height) + 0.5) * array.shape[0] / height).astype(int)
-        xs = ((np.arange(width) + 0.5) * array.shape[1] / width).astype(int)
-        cells.append(torch.from_numpy(array[ys][:, xs].astype(np.int64)))
-    return torch.stack(cells).flatten(1)
-
-
-def _object_stats(dense: torch.Tensor, labels: torch.Tensor,
-                  keys: int) -> dict:
-    """A position's own key over object (labelled) and background query
-    positions: the share whose top-1 key it is, and its weight × keys."""
-    own = dense.diagonal(dim1=-2, dim2=-1)  # [B, N]
-    top1 = dense.argmax(-1) == torch.arange(dense.shape[-1])  # [B, N]
-    labelled = labels != IGNORE_INDEX
-    out = {}
-    for suffix, where in (('obj', labelled), ('bg', ~labelled)):
-        if where.any():
-            out[f'self_top1_{suffix}'] = float(top1[where].float().mean())
-            out[f'scaled_self_affinity_{suffix}'] = float(
-                own[where].mean() * keys)
-    return out
-
-
-def _source_mass(dense: torch.Tensor, obj: torch.Tensor) -> dict:
-    """Cyclic track: the attention mass that object pixels put on the object
-    their label comes from, and what uniform attention would put there,
-    over the image (``source_mass_chance_image``) or over the three objects
-    (``source_mass_chance_objects``)."""
-    source = torch.from_numpy(source_of(obj.numpy()))  # [B, N]
-    targets = (obj[:, :, None] > 0) & (obj[:, None, :] == source[:, :, None])
-    valid = targets.any(-1)  # object queries whose source is on the grid
-    if not valid.any():
-        return {}
-    sizes = targets.sum(-1).float()  # [B, N] source cells per query
-    objects = (obj > 0).sum(-1, keepdim=True).float()  # [B, 1]
-    return dict(
-        source_mass=float(mass_on(dense, targets)),
-        source_mass_chance_image=float((sizes / obj.shape[-1])[valid].mean()),
-        source_mass_chance_objects=float(
-            (sizes / objects.clamp_min(1))[valid].mean()))

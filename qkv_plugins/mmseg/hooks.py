@@ -13,8 +13,8 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmseg.registry import HOOKS
 
-from ..bench.flops import count_flops
-from ..workdir import STATS_FILE
+from ..stats.flops import count_flops
+from ..workfiles import STATS_FILE
 from ..io import write_text_atomic
 from ..machine import code_commit, cpu_capability, device_name
 

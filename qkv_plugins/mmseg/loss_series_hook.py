@@ -10,7 +10,7 @@ from mmengine.hooks import Hook
 from mmseg.registry import HOOKS
 
 from ..io import write_text_atomic
-from ..workdir import LOSS_SERIES_FILE
+from ..workfiles import LOSS_SERIES_FILE
 
 
 def loss_sha256(losses: List[str]) -> str:

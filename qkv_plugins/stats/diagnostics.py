@@ -11,6 +11,11 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+# Statistics and pictures that need the dense N × N map (own key over
+# objects, source mass, composed criss-cross hops) are taken only up to this
+# many positions.
+MAX_DENSE_POSITIONS = 4096
+
 
 def self_affinity(weights: Tensor, own: Tensor) -> Tensor:
     """Mean weight a position gives itself."""

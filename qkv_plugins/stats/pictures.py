@@ -11,9 +11,7 @@ import numpy as np
 from torch import Tensor
 
 from ..layers.catalog import LayerEntry
-
-# Composing hops needs dense N × N matrices; beyond this we show hop 1 only.
-MAX_DENSE_POSITIONS = 4096
+from .diagnostics import MAX_DENSE_POSITIONS
 
 
 def query_field(hops: List[Tensor], entry: LayerEntry, query: Tuple[int, int],
@@ -23,6 +21,7 @@ def query_field(hops: List[Tensor], entry: LayerEntry, query: Tuple[int, int],
     h, w = feature_shape
     index = query[0] * w + query[1]
     if len(hops) > 1 and h * w > MAX_DENSE_POSITIONS:
+        # composing hops needs dense N × N matrices: hop 1 only beyond
         hops = hops[:1]
     field = None
     for hop in hops:

@@ -47,8 +47,8 @@ from .report import write_report
 from .sweep import evaluate, plan, sweep
 from .collect import collect
 from .names import BASELINE, describe_config
-from .synthetic import DEFAULT_ROOT, TRACKS, DatasetError, make_dataset
-from .synthetic import verify_dataset
+from ..data import DEFAULT_ROOT, TRACKS, DatasetError, make_dataset
+from ..data import verify_dataset
 
 INVOCATIONS_FILE = 'invocations.json'
 

@@ -13,13 +13,12 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, Optional
+from typing import Dict, Iterable, Optional, Union
 
 import numpy as np
 from PIL import Image
 
-from ...io import umask_mode
-from ...workdir import pid_alive
+from ..io import pid_alive, umask_mode
 from .tracks import IMAGE_SIZE, TRACKS
 
 DEFAULT_ROOT = 'data/qkv_synthetic'
@@ -71,6 +70,17 @@ def write_track(root: Path, track: str, seed: int,
                 Image.fromarray(array).save(root / rel, optimize=False)
                 sums[rel] = _sha256(root / rel)
     return sums
+
+
+def object_map(image_path: Union[str, Path]) -> Optional[np.ndarray]:
+    """The object-id map ([H, W] uint8, cyclic track) of an image of a
+    generated tree (``obj_dir`` beside ``img_dir``), or None where there is
+    none."""
+    path = Path(str(image_path).replace(f'{os.sep}img_dir{os.sep}',
+                                        f'{os.sep}obj_dir{os.sep}'))
+    if not path.is_file() or 'obj_dir' not in path.parts:
+        return None
+    return np.asarray(Image.open(path))
 
 
 def _temp_prefix(root: Path) -> str:

@@ -20,7 +20,7 @@ def label_to_rgb(label: np.ndarray) -> np.ndarray:
 def render_samples(track: str, count: int, path: str, seed: int = 0,
                    scale: int = 2) -> Path:
     """Draw ``count`` fresh samples of ``track`` with their labels."""
-    from ...io import atomic_path
+    from ..io import atomic_path
     rng = np.random.default_rng(seed)
     columns = []
     for _ in range(count):
