@@ -9,7 +9,7 @@ import torch
 from qkv_plugins.bench.layers import Case, run_cases
 from qkv_plugins.bench.report import (end_to_end_from_args,
                                                    to_markdown)
-from qkv_plugins.bench.end_to_end import HEADS
+from qkv_plugins.bench.end_to_end import catalog_heads
 from qkv_plugins.bench.timing import interleaved_ms
 
 from .helpers import CONFIGS, run_tool
@@ -61,7 +61,7 @@ def test_end_to_end_writes_one_row_per_head_and_phase(tmp_path):
     rows = list(csv.DictReader(out.with_suffix('.csv').open()))
     phases = ['train', 'infer'] if infer else ['train']
     assert [(r['head'], r['phase']) for r in rows] == [
-        (head, phase) for phase in phases for head, _ in HEADS]
+        (head, phase) for phase in phases for head, _ in catalog_heads()]
     for r in rows:
         assert float(r['time_ms']) > 0 and float(r['peak_mib']) >= 0, r
         # CPU default batch 1; inference is always one whole image

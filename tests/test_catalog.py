@@ -12,7 +12,8 @@ from mmengine.registry import MODELS
 
 from qkv_plugins.layers import (LayerEntry, UnknownLayer, entry_for,
                                 entry_named, from_mmcv, register_layer)
-from qkv_plugins.layers.catalog import names, unregister_layer
+from qkv_plugins.layers.catalog import (StockHead, StockTwin, names,
+                                        register_twin, unregister_layer)
 from qkv_plugins.layers.recording import RecordsAttention
 
 STUDY_NAME = 'toy-{mode}_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128'
@@ -64,10 +65,42 @@ TOY = LayerEntry(
     layer.in_channels)
 
 
+class ToyStock(nn.Module):
+    """The toy layer's "stock twin", as a stock module in another library
+    would be: other parameter names, its own class."""
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.scale = nn.Parameter(torch.tensor(0.25))
+
+    def forward(self, x):
+        weights = torch.einsum('bchw,bchv->bhwv', x, x).softmax(-1)
+        return x + self.scale * torch.einsum('bhwv,bchv->bchw', weights, x)
+
+
+TOY_KEYS = (('scale', 'gamma'), )
+
+
+def _toy_from_stock(module):
+    from qkv_plugins.layers.convert import load_converted
+    return load_converted(ToyRowAttention(module.in_channels), module,
+                          TOY_KEYS)
+
+
+TOY_TWIN = StockTwin(
+    layer='toy', qualname=f'{ToyStock.__module__}.{ToyStock.__qualname__}',
+    label='toy stock', convert=_toy_from_stock, keys=TOY_KEYS,
+    head=StockHead(label='ToyHead', prefix='decode_head.toy_block.',
+                   config='mmseg::fcn/toy.py', ours='toy/qkv-toy.py'),
+    options=lambda state: dict(qkv_mode='identity'))
+
+
 @pytest.fixture
 def toy():
     MODELS.register_module(module=ToyRowAttention, force=True)
     register_layer(TOY)
+    register_twin(TOY_TWIN)
     yield TOY
     unregister_layer('toy')
     MODELS.module_dict.pop('ToyRowAttention', None)
@@ -140,6 +173,35 @@ def test_toy_layer_reaches_every_consumer(toy, tmp_path):
     variants, problems = collect(str(tmp_path / 'study'))
     assert problems == [] and main_rows(variants, analyse(variants))[0][
         :5] == ['cyclic', 'toy', 'identity', '1/1', '42.00 ± 0.00']
+
+
+def test_toy_twin_converts_a_module_and_a_checkpoint_through_the_catalog(
+        toy):
+    from qkv_plugins.bench.end_to_end import catalog_heads
+    from qkv_plugins.layers.convert import convert_head_state_dict
+    stock = ToyStock(4)
+    x = torch.randn(2, 4, 3, 5)
+    ours = from_mmcv(stock)
+    assert isinstance(ours, ToyRowAttention)
+    torch.testing.assert_close(ours(x), stock(x))
+    model_state = {'backbone.conv.weight': torch.ones(1),
+                   'decode_head.toy_block.scale': torch.tensor(0.5),
+                   'decode_head.conv_seg.bias': torch.zeros(2)}
+    state, attention = convert_head_state_dict(model_state)
+    assert attention == dict(type='ToyRowAttention', qkv_mode='identity')
+    assert sorted(state) == ['backbone.conv.weight', 'decode_head.attention.'
+                             'gamma', 'decode_head.conv_seg.bias']
+    # the end-to-end benchmark asks the catalog for its heads
+    assert ('ToyHead (mmseg)', 'mmseg::fcn/toy.py') in catalog_heads()
+    assert ('AttentionHead ToyRowAttention separate', 'toy/qkv-toy.py') in \
+        catalog_heads()
+
+
+def test_checkpoint_of_no_known_head_names_the_known_ones():
+    from qkv_plugins.layers.convert import convert_head_state_dict
+    with pytest.raises(ValueError, match=r'one of NLHead \(decode_head\.'
+                       r'nl_block\.\*\), CCHead'):
+        convert_head_state_dict({'decode_head.conv_seg.bias': torch.zeros(1)})
 
 
 def test_every_consumer_refuses_an_unknown_layer(tmp_path):

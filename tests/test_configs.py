@@ -1,5 +1,4 @@
 """Every shipped config loads and builds; stock-dataset configs train."""
-import re
 
 import pytest
 import torch
@@ -7,7 +6,9 @@ from mmengine.config import Config
 
 from qkv_plugins import QKVNonLocal2d
 from qkv_plugins.layers import entry_for, entry_named
-from qkv_plugins.study.names import BASELINE, describe_config
+from qkv_plugins.layers.catalog import names as catalog_names
+from qkv_plugins.study.names import (BASELINE, algorithm_and_variant,
+                                     describe_config)
 from qkv_plugins.check.cityscapes import (make_ade20k_tree,
                                           make_cityscapes_tree, shrink_config)
 from qkv_plugins.compat import sync_bn_to_bn
@@ -31,8 +32,8 @@ def test_config_inventory():
         heads.setdefault(track, set()).add((algo, variant))
     assert sorted(heads) == ['cyclic', 'grouping']
     assert heads['grouping'] <= heads['cyclic']
-    assert {algo for algo, _ in heads['cyclic']} == {
-        BASELINE, 'nonlocal', 'ccnet', 'dnl', 'gcnet', 'mha'}
+    assert {algo for algo, _ in heads['cyclic']} == {BASELINE,
+                                                     *catalog_names()}
     # every row of every scale has its config
     from qkv_plugins.study.demo import SCALES, study_runs
     counts = {scale: len(study_runs(str(CONFIGS / 'qkv_study'), 'x', scale))
@@ -41,17 +42,12 @@ def test_config_inventory():
                       'time-to-solve': 48, 'transformers': 21}
 
 
-_HEAD = re.compile(r'^(?:qkv-)?(?P<name>[a-z]+)(?:-(?P<variant>.+?))?_'
-                   r'(?:r50|tinyr18s2|tinymit2s|mit-b0|vit-b16)')
-
-
 def _name_and_mode(stem: str):
     """('nonlocal', 'shared') from 'qkv-nonlocal-shared_r50-d8_...' or
     'nonlocal-shared-cosine_tinyr18s2_...' (suffixes such as -cosine,
     -maskself, -r1 dropped); the mode is None for 'qkv-gcnet_...'."""
-    match = _HEAD.match(stem)
-    variant = match['variant'] or ''
-    return match['name'], variant.split('-')[0] or None
+    name, variant = algorithm_and_variant(stem)
+    return name, (variant or '').split('-')[0] or None
 
 
 _BACKBONES = ('QKVMixVisionTransformer', 'QKVVisionTransformer')

@@ -5,8 +5,9 @@ from mmcv.cnn import NonLocal2d
 from mmcv.ops import CrissCrossAttention
 
 from qkv_plugins import QKVCrissCrossAttention, QKVNonLocal2d, from_mmcv
-from qkv_plugins.layers.convert import (CRISS_CROSS_KEYS, NON_LOCAL_KEYS,
-                                        rename_keys)
+from qkv_plugins.layers.convert import rename_keys
+from qkv_plugins.layers.criss_cross import CRISS_CROSS_KEYS
+from qkv_plugins.layers.non_local import NON_LOCAL_KEYS
 
 SIZES = [(1, 1), (5, 7), (9, 4), (1, 6), (3, 1)]
 

@@ -14,21 +14,24 @@ from typing import Callable, Dict, List, Optional, Tuple
 import torch
 
 from ..io import cell
+from ..layers.catalog import entry_named, twins
 from ..report import markdown_table
 from .memory import configure_cpu_memory, extra_peak_mib
 from .timing import autocast, interleaved_ms
 
-_CITYSCAPES = '_r50-d8_4xb2-40k_cityscapes-512x1024.py'
-# (head, config): FCN first, the reference of every ratio.
-HEADS: Tuple[Tuple[str, str], ...] = (
-    ('FCN', f'mmseg::fcn/fcn{_CITYSCAPES}'),
-    ('NLHead (mmseg)', f'mmseg::nonlocal_net/nonlocal{_CITYSCAPES}'),
-    ('AttentionHead QKVNonLocal2d separate',
-     f'qkv_cityscapes/qkv-nonlocal-separate{_CITYSCAPES}'),
-    ('CCHead r2 (mmseg)', f'mmseg::ccnet/ccnet{_CITYSCAPES}'),
-    ('AttentionHead QKVCrissCrossAttention r2 separate',
-     f'qkv_cityscapes/qkv-ccnet-separate{_CITYSCAPES}'),
-)
+_FCN = ('FCN', 'mmseg::fcn/fcn_r50-d8_4xb2-40k_cityscapes-512x1024.py')
+
+
+def catalog_heads() -> Tuple[Tuple[str, str], ...]:
+    """(label, config) of FCN, the reference of every ratio, then each
+    stock head of the catalog and our AttentionHead twin of it."""
+    heads = [_FCN]
+    for twin in twins():
+        if twin.head is not None:
+            layer = entry_named(twin.layer).cls.__name__
+            heads += [(f'{twin.head.label} (mmseg)', twin.head.config),
+                      (f'AttentionHead {layer} separate', twin.head.ours)]
+    return tuple(heads)
 
 
 @dataclass
@@ -136,12 +139,14 @@ def infer_step(model, size: Tuple[int, int], device: torch.device,
 
 def run_end_to_end(device: torch.device, dtype: torch.dtype, batch: int,
                    size: Tuple[int, int], config_root: str, warmup: int = 1,
-                   repeats: int = 3, infer: bool = False, heads=HEADS,
+                   repeats: int = 3, infer: bool = False, heads=None,
                    overrides=None, infer_size: Optional[Tuple[int, int]] = None,
                    log=print) -> List[E2EResult]:
     """Time and measure every head's training step (and inference, on
     ``infer_size`` images, default ``size``); ``config_root`` holds the
-    heads' qkv configs (``configs/``)."""
+    heads' qkv configs (``configs/``); ``heads`` default to
+    :func:`catalog_heads`."""
+    heads = catalog_heads() if heads is None else heads
     models: Dict[str, torch.nn.Module] = {}
     for head, config in heads:
         torch.manual_seed(0)

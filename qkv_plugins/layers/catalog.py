@@ -84,9 +84,33 @@ class LayerEntry:
         return [mode for mode in QKV_MODES if self.accepts(qkv_mode=mode)]
 
 
+KeyMap = Tuple[Tuple[str, str], ...]  # (stock key prefix, our key prefix)
+
+
+@dataclass(frozen=True)
+class StockHead:
+    """The stock decode head a twin lives in, and its end-to-end configs.
+
+    Attributes:
+        label: How tables name the head (``NLHead``).
+        prefix: State-dict prefix of the twin inside a stock model
+            (``decode_head.nl_block.``): checkpoint conversion finds the
+            head by it.
+        config: The stock model config (``mmseg::...``) the end-to-end
+            benchmark builds.
+        ours: Our AttentionHead config of the same model, relative to the
+            repository's ``configs/``.
+    """
+    label: str
+    prefix: str
+    config: str
+    ours: str
+
+
 @dataclass(frozen=True)
 class StockTwin:
-    """A stock module one of our layers reproduces.
+    """A stock module one of our layers reproduces, with everything
+    conversion needs.
 
     Attributes:
         layer: The catalog name of our layer.
@@ -98,12 +122,20 @@ class StockTwin:
         build: ``(stock class, channels, our options) -> module or None``:
             the stock module the benchmark times against a case, or None
             where the stock type has no counterpart of those options.
+        keys: Stock key prefix → our key prefix, for state dicts.
+        head: The stock decode head it lives in (None: none to convert).
+        options: ``stock state dict (its own prefix removed) -> our
+            options``: what the weights say (reduction, mode, ...); the
+            rest are our defaults, which are the stock head's.
     """
     layer: str
     qualname: str
     label: str
     convert: Callable[[nn.Module], nn.Module]
     build: Optional[Callable[[type, int, dict], Optional[nn.Module]]] = None
+    keys: KeyMap = ()
+    head: Optional[StockHead] = None
+    options: Optional[Callable[[Mapping[str, Tensor]], dict]] = None
 
     def stock_class(self) -> type:
         import importlib
@@ -172,6 +204,11 @@ def entry_for(layer: Union[nn.Module, type]) -> LayerEntry:
 
 def twins_of(name: str) -> List[StockTwin]:
     return [t for t in _TWINS.values() if t.layer == name]
+
+
+def twins() -> List[StockTwin]:
+    """Every registered stock twin, in registration order."""
+    return list(_TWINS.values())
 
 
 def twin_for(module: nn.Module) -> StockTwin:

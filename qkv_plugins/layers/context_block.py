@@ -23,7 +23,8 @@ from mmcv.cnn import build_conv_layer
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from .catalog import LayerEntry, StockTwin, register_layer, register_twin
+from .catalog import (KeyMap, LayerEntry, StockHead, StockTwin,
+                      register_layer, register_twin)
 from .convert import load_converted
 from .maps import dense_grid, dense_macs, dense_maps, dense_matrix
 from .options import (CONSTANT_QUERY_MODES, QKV_MODES, check_bool,
@@ -39,7 +40,7 @@ FUSION_TYPES = ('channel_mul', 'channel_add')
 QKV_MODE = CONSTANT_QUERY_MODES[0]  # 'query_independent', the only one here
 
 # mmcv ContextBlock key prefix -> our key prefix
-CONTEXT_BLOCK_KEYS: Tuple[Tuple[str, str], ...] = (
+CONTEXT_BLOCK_KEYS: KeyMap = (
     ('conv_mask.', 'key.'),
     ('channel_add_conv.0.', 'channel_add.reduce.'),
     ('channel_add_conv.1.', 'channel_add.norm.'),
@@ -273,8 +274,13 @@ def _mmcv_context_block(stock: type, channels: int,
     return stock(channels, ratio=options.get('ratio', 1 / 4))
 
 
+_CITYSCAPES = '_r50-d8_4xb2-40k_cityscapes-512x1024.py'
 register_twin(
     StockTwin(layer='gcnet',
               qualname='mmcv.cnn.bricks.context_block.ContextBlock',
               label='mmcv ContextBlock', convert=context_block_from_mmcv,
-              build=_mmcv_context_block))
+              build=_mmcv_context_block, keys=CONTEXT_BLOCK_KEYS,
+              head=StockHead(label='GCHead', prefix='decode_head.gc_block.',
+                             config=f'mmseg::gcnet/gcnet{_CITYSCAPES}',
+                             ours=f'qkv_cityscapes/qkv-gcnet{_CITYSCAPES}'),
+              options=context_block_options))

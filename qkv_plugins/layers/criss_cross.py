@@ -6,7 +6,7 @@ ICCV 2019, https://arxiv.org/abs/1811.11721. In ``qkv_mode='separate'`` with
 ``query_independent`` a key's logit is the same for every query that sees it
 (GCNet's logits, https://arxiv.org/abs/1904.11492, over row and column).
 """
-from typing import List, Optional, Tuple
+from typing import List, Mapping, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -14,7 +14,8 @@ from mmcv.cnn import build_conv_layer
 from mmengine.registry import MODELS
 from torch import Tensor
 
-from .catalog import LayerEntry, StockTwin, register_layer, register_twin
+from .catalog import (KeyMap, LayerEntry, StockHead, StockTwin,
+                      register_layer, register_twin)
 from .kernels import criss_cross_attention
 from .maps import query_subset
 from .options import (check_bool, check_choice, check_input, check_positive_int,
@@ -173,12 +174,36 @@ def _mmcv_criss_cross(stock: type, channels: int, options: dict) -> nn.Module:
     return nn.Sequential(*[block] * options.get('recurrence', 1))
 
 
+# mmcv key prefix -> our key prefix
+CRISS_CROSS_KEYS: KeyMap = (
+    ('query_conv.', 'proj.query.'),
+    ('key_conv.', 'proj.key.'),
+    ('value_conv.', 'proj.value.'),
+    ('gamma.scale', 'gamma'),
+)
+
+
 def _from_mmcv(module: nn.Module) -> QKVCrissCrossAttention:
-    from .convert import CRISS_CROSS_KEYS, load_converted
+    from .convert import load_converted
     return load_converted(QKVCrissCrossAttention(module.in_channels), module,
                           CRISS_CROSS_KEYS)
 
 
+def _options_from_state(state: Mapping[str, Tensor]) -> dict:
+    """CCHead's block from its weights (``recurrence`` is not stored: the
+    config keeps CCHead's)."""
+    weight = state['query_conv.weight']
+    return dict(qkv_mode='separate',
+                reduction=weight.shape[1] // weight.shape[0])
+
+
+_CITYSCAPES = '_r50-d8_4xb2-40k_cityscapes-512x1024.py'
 register_twin(
     StockTwin(layer='ccnet', qualname='mmcv.ops.cc_attention.CrissCrossAttention',
-              label='mmcv CCA', convert=_from_mmcv, build=_mmcv_criss_cross))
+              label='mmcv CCA', convert=_from_mmcv, build=_mmcv_criss_cross,
+              keys=CRISS_CROSS_KEYS,
+              head=StockHead(
+                  label='CCHead', prefix='decode_head.cca.',
+                  config=f'mmseg::ccnet/ccnet{_CITYSCAPES}',
+                  ours=f'qkv_cityscapes/qkv-ccnet-separate{_CITYSCAPES}'),
+              options=_options_from_state))

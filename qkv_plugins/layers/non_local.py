@@ -7,7 +7,7 @@ https://arxiv.org/abs/1711.07971. In ``qkv_mode='separate'`` this is mmcv's
 every query the same map, GCNet's (Cao et al., 2019,
 https://arxiv.org/abs/1904.11492) with non-local's value and output convs.
 """
-from typing import Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 import torch.nn as nn
 from mmcv.cnn import ConvModule
@@ -15,8 +15,9 @@ from mmengine.registry import MODELS
 from torch import Tensor
 
 from .autograd_kernels import distinct
-from .catalog import LayerEntry, StockTwin, register_layer, register_twin
-from .convert import NON_LOCAL_KEYS, load_converted, non_local_options
+from .catalog import (KeyMap, LayerEntry, StockHead, StockTwin,
+                      register_layer, register_twin)
+from .convert import load_converted
 from .kernels import dense_attention
 from .maps import dense_grid, dense_macs, dense_maps, dense_matrix
 from .options import (check_bool, check_choice, check_input, check_positive_int,
@@ -159,6 +160,29 @@ def _mmcv_non_local(stock: type, channels: int,
                  else 'embedded_gaussian')
 
 
+# mmcv key prefix -> our key prefix
+NON_LOCAL_KEYS: KeyMap = (
+    ('g.conv.', 'proj.value.'),
+    ('theta.conv.', 'proj.query.'),
+    ('phi.conv.', 'proj.key.'),
+    ('conv_out.', 'out.'),
+)
+# mmcv NonLocal2d mode -> our qkv_mode
+NON_LOCAL_MODES = {'embedded_gaussian': 'separate', 'gaussian': 'identity_qk'}
+
+
+def non_local_options(mode: str, use_scale: bool, sub_sample: bool) -> dict:
+    """Our options for an mmcv non-local block's ``mode`` and flags."""
+    if mode not in NON_LOCAL_MODES or sub_sample:
+        raise ValueError(
+            f'cannot convert mmcv NonLocal2d with mode={mode!r}, '
+            f'sub_sample={sub_sample}: supported modes are '
+            f'{sorted(NON_LOCAL_MODES)} without sub_sample')
+    # mmcv's gaussian() never scales, whatever use_scale says.
+    return dict(qkv_mode=NON_LOCAL_MODES[mode],
+                use_scale=use_scale and mode == 'embedded_gaussian')
+
+
 def _from_mmcv(module: nn.Module) -> QKVNonLocal2d:
     options = non_local_options(module.mode, module.use_scale,
                                 module.sub_sample)
@@ -171,7 +195,24 @@ def _from_mmcv(module: nn.Module) -> QKVNonLocal2d:
     return load_converted(layer, module, NON_LOCAL_KEYS)
 
 
+def _options_from_state(state: Mapping[str, Tensor]) -> dict:
+    """NLHead's block from its weights: ``embedded_gaussian`` has theta and
+    phi, ``gaussian`` has not (and never scales)."""
+    weight = state['g.conv.weight']
+    mode = 'embedded_gaussian' if 'theta.conv.weight' in state else 'gaussian'
+    options = non_local_options(mode, True, False)
+    if options['use_scale']:
+        del options['use_scale']  # our default, NLHead's
+    return dict(options, reduction=weight.shape[1] // weight.shape[0])
+
+
+_CITYSCAPES = '_r50-d8_4xb2-40k_cityscapes-512x1024.py'
 register_twin(
     StockTwin(layer='nonlocal', qualname='mmcv.cnn.bricks.non_local.NonLocal2d',
               label='mmcv NonLocal2d', convert=_from_mmcv,
-              build=_mmcv_non_local))
+              build=_mmcv_non_local, keys=NON_LOCAL_KEYS,
+              head=StockHead(
+                  label='NLHead', prefix='decode_head.nl_block.',
+                  config=f'mmseg::nonlocal_net/nonlocal{_CITYSCAPES}',
+                  ours=f'qkv_cityscapes/qkv-nonlocal-separate{_CITYSCAPES}'),
+              options=_options_from_state))

@@ -4,20 +4,21 @@ Lives with the mmseg glue because the stock block is mmseg's, not mmcv's
 (layers never import mmseg); importing it registers the twin in the layer
 catalog, so :func:`qkv_plugins.from_mmcv` and the layer benchmark find it.
 :data:`DNL_KEYS` serves both module conversion (:func:`from_mmseg_dnl`) and
-checkpoint conversion (:func:`~qkv_plugins.mmseg.convert.convert_head_state_dict`).
+checkpoint conversion (:func:`~qkv_plugins.layers.convert.convert_head_state_dict`).
 """
-from typing import Mapping, Tuple
+from typing import Mapping
 
 import torch.nn as nn
 from torch import Tensor
 
-from ..layers.catalog import StockTwin, register_twin
-from ..layers.convert import NON_LOCAL_KEYS, load_converted
+from ..layers.catalog import KeyMap, StockHead, StockTwin, register_twin
+from ..layers.convert import load_converted
+from ..layers.non_local import NON_LOCAL_KEYS
 from ..layers.disentangled_non_local import (DEFAULT_TEMPERATURE,
                                              QKVDisentangledNonLocal2d)
 
 # mmseg key prefix -> our key prefix (mmcv NonLocal2d's, plus the unary conv)
-DNL_KEYS: Tuple[Tuple[str, str], ...] = NON_LOCAL_KEYS + (
+DNL_KEYS: KeyMap = NON_LOCAL_KEYS + (
     ('conv_mask.', 'unary.'), )
 # The one DisentangledNonLocal2d mode we reproduce -> our qkv_mode
 DNL_MODES = {'embedded_gaussian': 'separate'}
@@ -96,9 +97,21 @@ def _mmseg_dnl(stock: type, channels: int, options: dict):
                  temperature=DEFAULT_TEMPERATURE)
 
 
+def _options_from_state(inner: Mapping[str, Tensor]) -> dict:
+    options = dnl_attention_config(inner)
+    del options['type']
+    return options
+
+
+_CITYSCAPES = '_r50-d8_4xb2-40k_cityscapes-512x1024.py'
 register_twin(
     StockTwin(layer='dnl',
               qualname='mmseg.models.decode_heads.dnl_head.'
               'DisentangledNonLocal2d',
               label='mmseg DisentangledNonLocal2d', convert=from_mmseg_dnl,
-              build=_mmseg_dnl))
+              build=_mmseg_dnl, keys=DNL_KEYS,
+              head=StockHead(label='DNLHead', prefix='decode_head.dnl_block.',
+                             config=f'mmseg::dnlnet/dnl{_CITYSCAPES}',
+                             ours=f'qkv_cityscapes/qkv-dnl-separate'
+                             f'{_CITYSCAPES}'),
+              options=_options_from_state))

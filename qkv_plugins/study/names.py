@@ -25,6 +25,26 @@ MODE_ORDER = tuple(QKV_MODES)
 TIME_TO_SOLVE_TOKEN = '-tts'
 
 
+# Any of our config names, mmseg's way: an optional ``qkv-``, the algorithm,
+# its variant, then the backbone token (which may hold '-', e.g. mit-b0,
+# and be followed by a neck and head, e.g. vit-b16_mln_upernet) before
+# ``_<gpus>xb<batch>``.
+_ANY = re.compile(r'^(?:qkv-)?(?P<algo>[a-z]+)(?:-(?P<variant>.+?))?_'
+                  r'(?P<backbone>[a-z0-9]+(?:-[a-z0-9]+)?)(?:_[a-z]+)*'
+                  r'_\d+xb\d+')
+
+
+def algorithm_and_variant(stem: str) -> Tuple[str, Optional[str]]:
+    """(algorithm, variant or None) of any config name of ours
+    (``qkv-nonlocal-shared_qk_r50-d8_4xb2-...`` → ('nonlocal',
+    'shared_qk')); ValueError for a name outside the grammar."""
+    match = _ANY.match(stem)
+    if match is None:
+        raise ValueError(f'{stem!r} is not <algorithm>-<variant>_<backbone>_'
+                         '<gpus>xb<batch>...')
+    return match['algo'], match['variant']
+
+
 def algo_order() -> Tuple[str, ...]:
     return (BASELINE, ) + tuple(names())
 
