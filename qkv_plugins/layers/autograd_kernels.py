@@ -243,9 +243,24 @@ MASKED_BLOCK_ELEMENTS = 2**21
 
 
 def masked_query_chunk(batch: int, n: int,
-                       block: int = MASKED_BLOCK_ELEMENTS) -> int:
-    """Queries per chunk of :class:`SelfMaskedAttentionFunction`."""
+                       block: Optional[int] = None) -> int:
+    """Queries per chunk of :class:`SelfMaskedAttentionFunction` (``block``
+    None: :data:`MASKED_BLOCK_ELEMENTS`, read at the call, so that tests
+    can make chunks small)."""
+    if block is None:
+        block = MASKED_BLOCK_ELEMENTS
     return max(1, min(n, block // max(1, batch * n)))
+
+
+def _leading(block: Tensor, size: int) -> Tensor:
+    """A contiguous [batch, size, N] view of the start of a [batch, chunk,
+    N] buffer. ``block[:, :size]`` of a last, shorter chunk is strided
+    across the batch, and the in-place softmax (and its backward) through
+    ``out=`` then writes only part of it."""
+    batch, chunk, n = block.shape
+    if size == chunk:
+        return block
+    return block.view(-1)[:batch * size * n].view(batch, size, n)
 
 
 def _masked_weights(q_rows: Tensor, k: Tensor, scale: float, start: int,
@@ -282,7 +297,7 @@ class SelfMaskedAttentionFunction(torch.autograd.Function):
             rows = slice(start, start + chunk)
             size = q[:, rows].shape[1]
             weights = _masked_weights(q[:, rows], k, scale, start,
-                                      block[:, :size])
+                                      _leading(block, size))
             out[:, rows] = torch.bmm(weights, v)
         ctx.scale, ctx.chunk = scale, chunk
         ctx.shared = (q is k, v is q, v is k)
@@ -303,11 +318,11 @@ class SelfMaskedAttentionFunction(torch.autograd.Function):
             q_rows, do_rows = q[:, rows], d_out[:, rows]
             size = q_rows.shape[1]
             weights = _masked_weights(q_rows, k, scale, start,
-                                      block[:, :size])
+                                      _leading(block, size))
             d_v.baddbmm_(weights.transpose(1, 2), do_rows)
             # dW = dO vᵀ, then dL = W ⊙ (dW − rowsum(dW ⊙ W)) in place
-            d_logits = d_block[:, :size].baddbmm_(do_rows, v.transpose(1, 2),
-                                                  beta=0)
+            d_logits = _leading(d_block, size).baddbmm_(
+                do_rows, v.transpose(1, 2), beta=0)
             torch.ops.aten._softmax_backward_data.out(
                 d_logits, weights, -1, weights.dtype, grad_input=d_logits)
             d_q[:, rows] = torch.bmm(d_logits, k).mul_(scale)
