@@ -2,14 +2,16 @@
 backbones (float64, reduced widths), the load hook of every mode, the token
 attention's paths, recording and errors."""
 import itertools
+import re
 
 import pytest
 import torch
 from mmseg.models.backbones import MixVisionTransformer, VisionTransformer
 
-from qkv_plugins.layers import QKVMultiheadAttention, record_attention
+from qkv_plugins.layers import QKV_MODES, QKVMultiheadAttention, record_attention
 from qkv_plugins.layers.catalog import entry_for, entry_named
-from qkv_plugins.layers.multihead import TOKEN_MODES, from_stock
+from qkv_plugins.layers.multihead import from_stock
+from qkv_plugins.layers.options import CONSTANT_QUERY_MODES
 from qkv_plugins.mmseg import QKVMixVisionTransformer, QKVVisionTransformer
 
 MIT = dict(embed_dims=8, num_stages=2, num_layers=[1, 2], num_heads=[1, 2],
@@ -22,11 +24,25 @@ BACKBONES = {
     'vit': (VisionTransformer, QKVVisionTransformer, VIT, (32, 32)),
 }
 SIMILARITIES = ('dot', 'cosine')
+# the modes of the one table that tokens refuse, and the error naming the rest
+TOKEN_REFUSED = re.escape('qkv_mode must be one of ' + ', '.join(
+    repr(m) for m in QKV_MODES if m not in CONSTANT_QUERY_MODES))
+
+
+def _skip_refused(mode, build):
+    """Check that ``build()`` refuses a constant-query ``mode`` by naming
+    the allowed modes, then skip."""
+    if mode in CONSTANT_QUERY_MODES:
+        with pytest.raises(ValueError, match=TOKEN_REFUSED):
+            build()
+        pytest.skip(f'token attention refuses {mode!r} (error checked)')
 
 
 def _pair(name, **options):
     """(stock backbone, ours with the stock weights) in eval mode."""
     stock_cls, our_cls, kwargs, _ = BACKBONES[name]
+    _skip_refused(options.get('qkv_mode'),
+                  lambda: our_cls(**kwargs, **options))
     torch.manual_seed(0)
     stock = stock_cls(**kwargs)
     stock.init_weights()
@@ -65,7 +81,7 @@ def test_separate_is_the_stock_backbone_in_float64(name):
 
 
 @pytest.mark.parametrize('name,mode,similarity', [
-    (n, m, s) for n, m, s in itertools.product(sorted(BACKBONES), TOKEN_MODES,
+    (n, m, s) for n, m, s in itertools.product(sorted(BACKBONES), QKV_MODES,
                                                SIMILARITIES)
     if (m, s) != ('separate', 'dot')])
 def test_every_mode_loads_stock_weights_and_uses_every_parameter(
@@ -100,13 +116,14 @@ def test_a_mode_state_dict_loads_back_strictly():
 
 
 @pytest.mark.parametrize('mode,similarity,mask', [
-    (m, s, k) for m, s, k in itertools.product(TOKEN_MODES, SIMILARITIES,
+    (m, s, k) for m, s, k in itertools.product(QKV_MODES, SIMILARITIES,
                                                (False, True))])
 def test_fast_path_equals_explicit_path(mode, similarity, mask):
+    options = dict(num_heads=2, qkv_mode=mode, similarity=similarity,
+                   mask_self=mask)
+    _skip_refused(mode, lambda: QKVMultiheadAttention(8, **options))
     torch.manual_seed(0)
-    layer = QKVMultiheadAttention(8, num_heads=2, qkv_mode=mode,
-                                  similarity=similarity,
-                                  mask_self=mask).double()
+    layer = QKVMultiheadAttention(8, **options).double()
     x = torch.randn(2, 8, 3, 5, dtype=torch.double)
     fast, _ = layer.forward_with_weights(x, need_weights=False)
     explicit, weights = layer.forward_with_weights(x, need_weights=True)
@@ -178,7 +195,8 @@ def test_backbone_benchmark_writes_every_mode(tmp_path, monkeypatch):
     backbones.main(['--warmup', '0', '--repeats', '1', '--out-dir',
                     str(tmp_path)])
     text = (tmp_path / 'backbones-cpu.md').read_text()
-    for model in ['stock'] + [f'ours {m}' for m in TOKEN_MODES]:
+    for model in ['stock'] + [f'ours {m}'
+                              for m in entry_named('mha').modes()]:
         assert f'| tiny (1, 32×40) | {model} |' in text
     assert len((tmp_path / 'backbones-cpu.csv').read_text().splitlines()) == 7
 

@@ -13,7 +13,7 @@ import torch
 
 from ..cli import at_least
 from ..io import cell, write_text_atomic
-from ..layers.multihead import TOKEN_MODES
+from ..layers.catalog import entry_named
 from ..machine import describe_machine, git_commit
 from ..report import csv_text, markdown_table
 from .memory import configure_cpu_memory, extra_peak_mib
@@ -73,7 +73,7 @@ def run_case(name: str, warmup: int, repeats: int,
     """Stock, then ours in every mode, timed in turns; memory each alone."""
     family, kwargs, (batch, height, width) = CASES[name]
     device = torch.device('cpu')
-    labels = ['stock'] + list(TOKEN_MODES)
+    labels = ['stock'] + entry_named('mha').modes()
     models = [_build(family, kwargs, None if m == 'stock' else m)
               for m in labels]
     x = torch.randn(batch, 3, height, width, requires_grad=True)

@@ -243,9 +243,37 @@ MASKED_BLOCK_ELEMENTS = 2**21
 
 
 def masked_query_chunk(batch: int, n: int,
-                       block: int = MASKED_BLOCK_ELEMENTS) -> int:
-    """Queries per chunk of :class:`SelfMaskedAttentionFunction`."""
+                       block: Optional[int] = None) -> int:
+    """Queries per chunk of :class:`SelfMaskedAttentionFunction` (``block``
+    None: :data:`MASKED_BLOCK_ELEMENTS`, read at the call, so that tests
+    can make chunks small)."""
+    if block is None:
+        block = MASKED_BLOCK_ELEMENTS
     return max(1, min(n, block // max(1, batch * n)))
+
+
+def _leading(block: Tensor, size: int) -> Tensor:
+    """A contiguous [batch, size, N] view of the start of a [batch, chunk,
+    N] buffer. ``block[:, :size]`` of a last, shorter chunk is strided
+    across the batch, and the in-place softmax (and its backward) through
+    ``out=`` then writes only part of it."""
+    batch, chunk, n = block.shape
+    if size == chunk:
+        return block
+    return block.view(-1)[:batch * size * n].view(batch, size, n)
+
+
+def _keep_scaled(like: Tensor, dropout_p: float,
+                 generator: torch.Generator) -> Tensor:
+    """Dropout's factor of one block: 1 / (1 − p) where kept, 0 where
+    dropped (the next draws of ``generator``)."""
+    keep = torch.empty_like(like).bernoulli_(1 - dropout_p,
+                                             generator=generator)
+    return keep.div_(1 - dropout_p)
+
+
+def _generator(device: torch.device, seed: int) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def _masked_weights(q_rows: Tensor, k: Tensor, scale: float, start: int,
@@ -270,21 +298,32 @@ class SelfMaskedAttentionFunction(torch.autograd.Function):
     live at any moment (see :data:`MASKED_BLOCK_ELEMENTS`). Inputs are
     [batch, N, C] ([batch, N, Cv] for v) in one float dtype, N > 1; Q, K,
     V may alias.
+
+    With ``dropout_p`` > 0 (token attention's ``attn_drop``), the weights
+    of each chunk are multiplied by a dropout factor drawn from a generator
+    seeded with ``seed``; the backward draws the same factors again, chunk
+    by chunk in the same order, so no mask is kept (one more block is live
+    in the forward, two more in the backward).
     """
 
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float,
+                dropout_p: float = 0.0, seed: int = 0) -> Tensor:
         batch, n, _ = q.shape
         chunk = masked_query_chunk(batch, n)
         out = v.new_empty(batch, n, v.shape[-1])
         block = q.new_empty(batch, chunk, n)
+        generator = _generator(q.device, seed) if dropout_p else None
         for start in range(0, n, chunk):
             rows = slice(start, start + chunk)
             size = q[:, rows].shape[1]
             weights = _masked_weights(q[:, rows], k, scale, start,
-                                      block[:, :size])
+                                      _leading(block, size))
+            if generator is not None:
+                weights.mul_(_keep_scaled(weights, dropout_p, generator))
             out[:, rows] = torch.bmm(weights, v)
         ctx.scale, ctx.chunk = scale, chunk
+        ctx.dropout_p, ctx.seed = dropout_p, seed
         ctx.shared = (q is k, v is q, v is k)
         ctx.save_for_backward(q, k, v)
         return out
@@ -298,28 +337,38 @@ class SelfMaskedAttentionFunction(torch.autograd.Function):
         d_q, d_k, d_v = (torch.zeros_like(t) for t in (q, k, v))
         block = q.new_empty(batch, chunk, n)
         d_block = q.new_empty(batch, chunk, n)
+        generator = (_generator(q.device, ctx.seed) if ctx.dropout_p
+                     else None)
         for start in range(0, n, chunk):
             rows = slice(start, start + chunk)
             q_rows, do_rows = q[:, rows], d_out[:, rows]
             size = q_rows.shape[1]
             weights = _masked_weights(q_rows, k, scale, start,
-                                      block[:, :size])
-            d_v.baddbmm_(weights.transpose(1, 2), do_rows)
-            # dW = dO vᵀ, then dL = W ⊙ (dW − rowsum(dW ⊙ W)) in place
-            d_logits = d_block[:, :size].baddbmm_(do_rows, v.transpose(1, 2),
-                                                  beta=0)
+                                      _leading(block, size))
+            keep = None
+            if generator is not None:  # the forward's factors, drawn again
+                keep = _keep_scaled(weights, ctx.dropout_p, generator)
+            d_v.baddbmm_(weights.transpose(1, 2) if keep is None else
+                         (weights * keep).transpose(1, 2), do_rows)
+            # dW = dO vᵀ (⊙ the dropout factor), then
+            # dL = W ⊙ (dW − rowsum(dW ⊙ W)) in place
+            d_logits = _leading(d_block, size).baddbmm_(
+                do_rows, v.transpose(1, 2), beta=0)
+            if keep is not None:
+                d_logits.mul_(keep)
             torch.ops.aten._softmax_backward_data.out(
                 d_logits, weights, -1, weights.dtype, grad_input=d_logits)
             d_q[:, rows] = torch.bmm(d_logits, k).mul_(scale)
             d_k.baddbmm_(d_logits.transpose(1, 2), q_rows, alpha=scale)
         qk_shared, v_is_q, v_is_k = ctx.shared
+        # (scale, dropout_p, seed) get no gradient
         if qk_shared:
             d_q.add_(d_k)
             d_k = None
             if v_is_q:
-                return d_q.add_(d_v), None, None, None
+                return d_q.add_(d_v), None, None, None, None, None
         elif v_is_k:
-            return d_q, d_k.add_(d_v), None, None
+            return d_q, d_k.add_(d_v), None, None, None, None
         elif v_is_q:
-            return d_q.add_(d_v), d_k, None, None
-        return d_q, d_k, d_v, None
+            return d_q.add_(d_v), d_k, None, None, None, None
+        return d_q, d_k, d_v, None, None, None

@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .autograd_kernels import (CrissCrossFunction, DenseAttentionFunction,
                                SelfMaskedAttentionFunction, distinct)
+from .options import check_dropout
 
 # CPU dispatch (tools/benchmark_layers.py): up to this many positions, heads
 # wider than this run faster on the explicit path. Measured on 2 cores, fp32,
@@ -68,17 +69,23 @@ def _dense_function(q: Tensor, k: Tensor, v: Tensor, scale: float,
     return out.view(*v.shape[:-1], out.shape[-1]).to(v.dtype)
 
 
-def _self_masked_function(q: Tensor, k: Tensor, v: Tensor,
-                          scale: float) -> Tensor:
+def _self_masked_function(q: Tensor, k: Tensor, v: Tensor, scale: float,
+                          dropout_p: float = 0.0) -> Tensor:
     """The fast path with ``mask_self``: fused kernels take no diagonal
     mask without an N×N one, so this runs query chunks with a hand-written
-    backward (:class:`SelfMaskedAttentionFunction`)."""
+    backward (:class:`SelfMaskedAttentionFunction`; with dropout, its
+    factors come from a seed drawn here from the default CPU generator,
+    so that ``torch.manual_seed`` fixes them)."""
     with _float32_scores(q.device.type):
         # [B, heads, N, C] -> [B·heads, N, C], aliases kept
         q3, k3, v3 = distinct(
             q, k, v, fn=lambda t: at_least_fp32(t).flatten(0, -3).contiguous())
+        # (dropout_p, seed), passed only when set
+        dropout = ((dropout_p, int(torch.randint(2**62, ())))
+                   if dropout_p else ())
         out = SelfMaskedAttentionFunction.apply(q3.to(k3.dtype), k3,
-                                                v3.to(k3.dtype), scale)
+                                                v3.to(k3.dtype), scale,
+                                                *dropout)
     return out.view(*v.shape[:-1], out.shape[-1]).to(v.dtype)
 
 
@@ -87,24 +94,33 @@ def dense_attention(q: Tensor,
                     v: Tensor,
                     scale: float,
                     mask_self: bool = False,
-                    need_weights: bool = False
+                    need_weights: bool = False,
+                    dropout_p: float = 0.0
                     ) -> Tuple[Tensor, Optional[Tensor]]:
-    """Attention of every query over every key (non-local).
+    """Attention of every query over every key (non-local, token attention).
 
     Args:
-        q, k: [B, heads, N, C] queries and keys.
-        v: [B, heads, N, Cv] values.
+        q, k: [B, heads, N, C] queries and [B, heads, M, C] keys.
+        v: [B, heads, M, Cv] values.
         scale: Logit multiplier.
-        mask_self: Exclude each position's own key (kept when N == 1).
+        mask_self: Exclude each position's own key (needs M == N; kept when
+            N == 1).
         need_weights: Use the explicit path and return the weights.
+        dropout_p: Dropout on the weights; as with
+            ``F.scaled_dot_product_attention``, the caller passes 0 outside
+            training. The weights returned are those before dropout. With
+            ``mask_self`` the fast path drops inside its query chunks (no
+            N×N mask); without, the fused kernel drops; the CPU shortcut for
+            wide heads is skipped.
 
     Returns:
         ``(out, weights)``: out is [B, heads, N, Cv]; weights is
-        [B, heads, N, N] on the explicit path, else None.
+        [B, heads, N, M] on the explicit path, else None.
     """
     n = q.shape[-2]
     mask_self = mask_self and n > 1
-    if not need_weights and _explicit_is_faster(q, v):
+    dropout_p = check_dropout('dropout_p', dropout_p)
+    if not (need_weights or dropout_p) and _explicit_is_faster(q, v):
         if torch.jit.is_tracing():  # FLOP counting traces: plain ops
             out, _ = dense_attention(q, k, v, scale, mask_self, True)
             return out, None
@@ -119,10 +135,13 @@ def dense_attention(q: Tensor,
                 eye = torch.eye(n, dtype=torch.bool, device=q.device)
                 logits = logits.masked_fill(eye, float('-inf'))
             weights = logits.softmax(dim=-1)
-        return torch.matmul(weights.to(v.dtype), v), weights
+        attn = F.dropout(weights, dropout_p) if dropout_p else weights
+        return torch.matmul(attn.to(v.dtype), v), weights
     if mask_self:
-        return _self_masked_function(q, k, v, scale), None
+        return _self_masked_function(q, k, v, scale, dropout_p), None
     out_channels = v.shape[-1]
+    # passed only when set: without dropout the call stays as it was
+    dropout = dict(dropout_p=dropout_p) if dropout_p else {}
     # Fused kernels need the head dimension contiguous, or SDPA silently
     # falls back to its N×N math kernel.
     q, k, v = (t.contiguous() for t in (q, k, v))
@@ -137,9 +156,10 @@ def dense_attention(q: Tensor,
         # large activations; fp16 brings no speed on a CPU anyway.
         with _float32_scores('cpu'):
             out = F.scaled_dot_product_attention(q.float(), k.float(),
-                                                 v.float(), scale=scale)
+                                                 v.float(), scale=scale,
+                                                 **dropout)
         return out[..., :out_channels].to(v.dtype), None
-    out = F.scaled_dot_product_attention(q, k, v, scale=scale)
+    out = F.scaled_dot_product_attention(q, k, v, scale=scale, **dropout)
     return out[..., :out_channels], None
 
 

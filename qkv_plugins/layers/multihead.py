@@ -1,119 +1,63 @@
 """Multi-head token attention with the Q/K/V switch: the attention of mmseg's
 transformer backbones (SegFormer's efficient attention with spatially
-reduced keys, ViT's plain attention), as one layer.
+reduced keys, ViT's plain attention), as one layer on the shared core.
 
-Its parameters carry the stock names (``attn.in_proj_weight``,
-``attn.in_proj_bias``, ``attn.out_proj``, ``sr``, ``norm``), so that in
-``separate`` mode a stock state dict loads unchanged; for the other modes a
-load hook maps the stock packed projection onto the mode's parameters.
+Its modes come from :data:`~qkv_plugins.layers.options.QKV_MODES` through
+:class:`~qkv_plugins.layers.projection.QKVProjection` in the ``'linear'``
+layout, whose parameters carry ``nn.MultiheadAttention``'s names
+(``attn.in_proj_weight``, ``attn.in_proj_bias``, ``attn.out_proj``; ``sr``
+and ``norm`` as mmseg's): in ``separate`` mode a stock state dict loads
+unchanged, and for the other modes a load hook maps the stock packed
+projection onto the mode's parameters. Logits come from
+:class:`~qkv_plugins.layers.similarity.Similarity` (cosine: one learnt
+scale per head, saved as ``logit_scale`` [heads, 1, 1]) and attention from
+:func:`~qkv_plugins.layers.kernels.dense_attention`, which masks the own
+key without an N×N matrix.
 """
 import math
 from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.drop import build_dropout
+from mmengine.registry import MODELS
 from torch import Tensor
 
+from . import kernels
+from .autograd_kernels import distinct
 from .catalog import LayerEntry, StockTwin, register_layer, register_twin
 from .maps import dense_macs, query_subset
-from .options import (check_bool, check_choice, check_positive_int,
+from .options import (CONSTANT_QUERY_MODES, QKV_MODES, check_bool,
+                      check_choice, check_dropout, check_positive_int,
                       check_similarity)
+from .projection import QKVProjection
 from .recording import RecordsAttention
-from .similarity import COSINE_INIT_SCALE, COSINE_MAX_SCALE
+from .similarity import Similarity
 
-# the five projection modes (a constant query has no meaning over tokens)
-TOKEN_MODES = ('separate', 'shared_qk', 'shared', 'identity_qk', 'identity')
-# roles of each row block of the stock packed projection [3C, C]
-_STOCK_ROWS = {'q': 0, 'k': 1, 'v': 2}
-# mode -> (parameter name prefix, stock rows it takes)
-_PROJECTIONS = {
-    'separate': (('in_proj', 'qkv'), ),
-    'shared_qk': (('qk_proj', 'q'), ('v_proj', 'v')),
-    'shared': (('qkv_proj', 'q'), ),
-    'identity_qk': (('v_proj', 'v'), ),
-    'identity': (),
-}
+# The modes of the one table that tokens take: a constant query has no
+# meaning over tokens (derived from the table, not a table of its own).
+TOKEN_MODES = tuple(m for m in QKV_MODES if m not in CONSTANT_QUERY_MODES)
 
 
-class TokenProjections(nn.Module):
-    """The mode's projections and the output projection, named as in
-    ``nn.MultiheadAttention`` (``in_proj_weight``/``in_proj_bias`` packed
-    [3C, C] in ``separate``; ``qk_proj_*``, ``v_proj_*``, ``qkv_proj_*``
-    otherwise; ``out_proj``)."""
+class TokenProjections(QKVProjection):
+    """The mode's Q/K/V projections in the ``'linear'`` layout and the
+    output projection: the stock ``attn`` sub-module's keys
+    (``in_proj_weight`` / ``in_proj_bias`` packed [3C, C] in ``separate``;
+    ``qk_proj_*``, ``v_proj_*``, ``qkv_proj_*`` otherwise; ``out_proj``)."""
 
     def __init__(self, channels: int, qkv_mode: str, bias: bool) -> None:
-        super().__init__()
-        self.qkv_mode = qkv_mode
-        for name, rows in _PROJECTIONS[qkv_mode]:
-            out = channels * (3 if rows == 'qkv' else 1)
-            self.register_parameter(f'{name}_weight',
-                                    nn.Parameter(torch.empty(out, channels)))
-            self.register_parameter(
-                f'{name}_bias',
-                nn.Parameter(torch.zeros(out)) if bias else None)
-        self.out_proj = nn.Linear(channels, channels, bias=bias)
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """As ``nn.MultiheadAttention``: Xavier-uniform projections, zero
-        biases."""
-        for name, _ in _PROJECTIONS[self.qkv_mode]:
-            nn.init.xavier_uniform_(getattr(self, f'{name}_weight'))
-            bias = getattr(self, f'{name}_bias')
-            if bias is not None:
-                nn.init.zeros_(bias)
-        if self.out_proj.bias is not None:
-            nn.init.zeros_(self.out_proj.bias)
-
-    def _linear(self, name: str, x: Tensor, part: Optional[int] = None):
-        weight = getattr(self, f'{name}_weight')
-        bias = getattr(self, f'{name}_bias')
-        if part is not None:  # one row block of the packed projection
-            rows = weight.shape[0] // 3
-            weight = weight[part * rows:(part + 1) * rows]
-            bias = None if bias is None else bias[part * rows:(part + 1) *
-                                                   rows]
-        return F.linear(x, weight, bias)
-
-    def forward(self, x_q: Tensor, x_kv: Tensor) -> Tuple[Tensor, ...]:
-        """[B, N, C], [B, M, C] -> q [B, N, C], k, v [B, M, C] (a shared
-        role is the same tensor where queries and keys are one set)."""
-        same = x_q is x_kv
-        mode = self.qkv_mode
-        if mode == 'separate':
-            return (self._linear('in_proj', x_q, 0),
-                    self._linear('in_proj', x_kv, 1),
-                    self._linear('in_proj', x_kv, 2))
-        if mode == 'shared_qk':
-            q = self._linear('qk_proj', x_q)
-            k = q if same else self._linear('qk_proj', x_kv)
-            return q, k, self._linear('v_proj', x_kv)
-        if mode == 'shared':
-            q = self._linear('qkv_proj', x_q)
-            k = q if same else self._linear('qkv_proj', x_kv)
-            return q, k, k
-        if mode == 'identity_qk':
-            return x_q, x_kv, self._linear('v_proj', x_kv)
-        return x_q, x_kv, x_kv  # identity
-
-    def stock_to_mode(self, state_dict: dict, prefix: str) -> None:
-        """Replace a stock packed projection (``in_proj_weight``/``bias``)
-        in ``state_dict`` by this mode's parameters: each takes the rows of
-        the role it is named after (Q's rows for Q = K and for Q = K = V)."""
-        weight = state_dict.pop(prefix + 'in_proj_weight')
-        bias = state_dict.pop(prefix + 'in_proj_bias', None)
-        rows = weight.shape[0] // 3
-        for name, role in _PROJECTIONS[self.qkv_mode]:
-            part = slice(_STOCK_ROWS[role] * rows,
-                         (_STOCK_ROWS[role] + 1) * rows)
-            state_dict[prefix + f'{name}_weight'] = weight[part]
-            if bias is not None:
-                state_dict[prefix + f'{name}_bias'] = bias[part]
+        # Built first, as nn.MultiheadAttention draws its random init before
+        # the projections' Xavier init: the same seed gives the same layer.
+        out_proj = nn.Linear(channels, channels, bias=bias)
+        super().__init__(channels, channels, channels, qkv_mode,
+                         layout='linear', bias=bias)
+        self.out_proj = out_proj
+        if out_proj.bias is not None:
+            nn.init.zeros_(out_proj.bias)
 
 
+@MODELS.register_module()
 class QKVMultiheadAttention(RecordsAttention, nn.Module):
     """``identity + drop(out_proj(softmax(s · q kᵀ) v))`` over tokens, with
     keys and values from a map reduced ``sr_ratio`` times (SegFormer).
@@ -126,21 +70,25 @@ class QKVMultiheadAttention(RecordsAttention, nn.Module):
 
     Args:
         embed_dims: Channels C.
+        in_channels: The same as ``embed_dims`` (the name mmcv's
+            ``build_plugin_layer`` passes); give one of the two.
         num_heads: Heads; must divide C (in every mode: the identity modes
             split the input channels into heads).
         qkv_mode: ``'separate'`` (stock: packed Q, K, V projections),
             ``'shared_qk'``, ``'shared'``, ``'identity_qk'`` or
-            ``'identity'``.
+            ``'identity'`` (every mode of the table but the constant-query
+            ones).
         similarity: ``'dot'`` (scaled by 1/√(C/heads)) or ``'cosine'`` with
             a learnt per-head logit scale (Swin V2: initial 10, at most
-            100).
-        mask_self: Exclude each token's own key; needs ``sr_ratio=1`` (a
-            reduced key summarises a window, no key is the query's own).
+            100), normalised in at least fp32.
+        mask_self: Exclude each token's own key (kept where it is the only
+            key); needs ``sr_ratio=1`` (a reduced key summarises a window,
+            no key is the query's own).
         sr_ratio: Spatial reduction of the keys and values (SegFormer).
         qkv_bias: Biases of the projections (and of ``out_proj``, as
             ``nn.MultiheadAttention``).
-        attn_drop: Dropout on the attention weights.
-        proj_drop: Dropout after the output projection.
+        attn_drop: Dropout on the attention weights in training, in [0, 1).
+        proj_drop: Dropout after the output projection, in [0, 1).
         dropout_layer: mmcv dropout config on the branch (e.g. DropPath).
         norm_cfg: Norm after the spatial reduction.
     """
@@ -148,8 +96,9 @@ class QKVMultiheadAttention(RecordsAttention, nn.Module):
     _abbr_ = 'qkv_mha'
 
     def __init__(self,
-                 embed_dims: int,
+                 embed_dims: Optional[int] = None,
                  *,
+                 in_channels: Optional[int] = None,
                  num_heads: int = 1,
                  qkv_mode: str = 'separate',
                  similarity: str = 'dot',
@@ -161,6 +110,7 @@ class QKVMultiheadAttention(RecordsAttention, nn.Module):
                  dropout_layer: Optional[dict] = None,
                  norm_cfg: Optional[dict] = None) -> None:
         super().__init__()
+        embed_dims = _channels(embed_dims, in_channels)
         self.embed_dims = check_positive_int('embed_dims', embed_dims)
         self.num_heads = check_positive_int('num_heads', num_heads)
         check_choice('qkv_mode', qkv_mode, TOKEN_MODES)
@@ -180,9 +130,10 @@ class QKVMultiheadAttention(RecordsAttention, nn.Module):
                 f'mask_self=True needs sr_ratio=1, but got sr_ratio='
                 f'{sr_ratio}: a reduced key summarises a {sr_ratio}x'
                 f'{sr_ratio} window, so no key is a query\'s own position')
+        self.attn_drop = check_dropout('attn_drop', attn_drop)
+        proj_drop = check_dropout('proj_drop', proj_drop)
         self.attn = TokenProjections(embed_dims, qkv_mode,
                                      check_bool('qkv_bias', qkv_bias))
-        self.attn_drop = float(attn_drop)
         self.proj_drop = nn.Dropout(proj_drop)
         self.dropout_layer = (build_dropout(dropout_layer)
                               if dropout_layer else nn.Identity())
@@ -190,26 +141,20 @@ class QKVMultiheadAttention(RecordsAttention, nn.Module):
             self.sr = nn.Conv2d(embed_dims, embed_dims, sr_ratio, sr_ratio)
             self.norm = build_norm_layer(norm_cfg or dict(type='LN'),
                                          embed_dims)[1]
-        if similarity == 'cosine':
-            self.logit_scale = nn.Parameter(
-                torch.full((num_heads, 1, 1), math.log(COSINE_INIT_SCALE)))
+        # Its cosine scale is saved as `logit_scale` (see _save_keys).
+        self.score = Similarity(similarity, True, embed_dims // num_heads,
+                                num_heads=num_heads)
         # (h, w) of the token grid, for recording when no hw_shape is passed
         # (ViT: set by the backbone); tokens before the grid are class tokens
         self.token_grid: Optional[Tuple[int, int]] = None
-        self._register_load_state_dict_pre_hook(self._from_stock)
+        self.register_load_state_dict_pre_hook(_load_keys)
+        self.register_state_dict_post_hook(_save_keys)
 
-    def _from_stock(self, state_dict, prefix, *args) -> None:
-        """Map a stock state dict (packed ``attn.in_proj_*``, no logit
-        scale) onto this mode's parameters; a state dict of this mode is
-        left as it is."""
-        if self.qkv_mode != 'separate' and (prefix + 'attn.in_proj_weight'
-                                            in state_dict):
-            self.attn.stock_to_mode(state_dict, prefix + 'attn.')
-        if (self.similarity == 'cosine' and prefix + 'logit_scale'
-                not in state_dict and prefix + 'attn.out_proj.weight'
-                in state_dict):
-            state_dict[prefix + 'logit_scale'] = self.logit_scale.detach(
-            ).clone()
+    @property
+    def logit_scale(self) -> Optional[nn.Parameter]:
+        """The learnt per-head cosine scale, log-space [heads, 1, 1] (None
+        for ``'dot'``); state-dict key ``logit_scale``."""
+        return self.score.logit_scale
 
     def forward(self,
                 x: Tensor,
@@ -243,7 +188,7 @@ class QKVMultiheadAttention(RecordsAttention, nn.Module):
                              f'{tuple(x.shape)}')
         if identity is None:
             identity = x
-        x_kv = x
+        x_kv = None  # keys and values read x itself
         if self.sr_ratio > 1:
             if hw_shape is None:
                 raise ValueError('sr_ratio > 1 needs hw_shape')
@@ -252,7 +197,15 @@ class QKVMultiheadAttention(RecordsAttention, nn.Module):
                                              *hw_shape)
             x_kv = self.norm(self.sr(grid).flatten(2).transpose(1, 2))
         q, k, v = self.attn(x, x_kv)
-        y, weights = self._attend(q, k, v, need_weights)
+        # [B, N, C] -> [B, heads, N, C/heads]; one view per distinct tensor,
+        # so that the kernel sees shared roles as one tensor
+        q, k, v = distinct(q, k, v, fn=self._heads)
+        q, k, scale = self.score(q, k, dim=-1)
+        y, weights = kernels.dense_attention(
+            q, k, v, scale, self.mask_self, need_weights,
+            dropout_p=self.attn_drop if self.training else 0.0)
+        # [B, heads, N, C/heads] -> [B, N, C]
+        y = y.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.embed_dims)
         out = identity + self.dropout_layer(
             self.proj_drop(self.attn.out_proj(y)))
         if image:  # [B, HW, C] -> [B, C, H, W]
@@ -261,39 +214,11 @@ class QKVMultiheadAttention(RecordsAttention, nn.Module):
             weights = self._grid_weights(weights, hw_shape or self.token_grid)
         return out, weights
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor,
-                need_weights: bool) -> Tuple[Tensor, Optional[Tensor]]:
-        batch, queries, channels = q.shape
-        heads = self.num_heads
-
-        def split(t: Tensor) -> Tensor:  # [B, N, C] -> [B, heads, N, C/heads]
-            return t.reshape(batch, t.shape[1], heads, -1).transpose(1, 2)
-
-        q, k, v = split(q), split(k), split(v)
-        if self.similarity == 'cosine':
-            scale = self.logit_scale.clamp(max=math.log(COSINE_MAX_SCALE))
-            q = F.normalize(q, dim=-1) * scale.exp()
-            k = F.normalize(k, dim=-1)
-            scale = 1.0
-        else:
-            scale = (channels // heads)**-0.5
-        mask = None
-        if self.mask_self:  # True: may attend
-            mask = ~torch.eye(queries, k.shape[2], dtype=torch.bool,
-                              device=q.device)
-        drop = self.attn_drop if self.training else 0.0
-        weights = None
-        if need_weights:
-            logits = (q @ k.transpose(-1, -2)) * scale
-            if mask is not None:
-                logits = logits.masked_fill(~mask, float('-inf'))
-            weights = logits.softmax(-1)
-            y = F.dropout(weights, drop, self.training) @ v
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                               dropout_p=drop, scale=scale)
-        # [B, heads, N, C/heads] -> [B, N, C]
-        return y.transpose(1, 2).reshape(batch, queries, channels), weights
+    def _heads(self, t: Tensor) -> Tensor:
+        """[B, N, C] -> [B, heads, N, C/heads] (sizes spelt out: B may be
+        0)."""
+        return t.reshape(t.shape[0], t.shape[1], self.num_heads,
+                         self.embed_dims // self.num_heads).transpose(1, 2)
 
     @staticmethod
     def _grid_weights(weights: Tensor,
@@ -311,6 +236,50 @@ class QKVMultiheadAttention(RecordsAttention, nn.Module):
                 f'qkv_mode={self.qkv_mode!r}, similarity='
                 f'{self.similarity!r}, mask_self={self.mask_self}, '
                 f'sr_ratio={self.sr_ratio}')
+
+
+# where the cosine scale lives inside the layer, and the key it is saved as
+_SCORE_KEY = 'score.logit_scale'
+
+
+def _save_keys(module: QKVMultiheadAttention, state_dict: dict, prefix: str,
+               local_metadata) -> None:
+    """State-dict post-hook: save the similarity's per-head scale under the
+    layer's own key ``logit_scale`` (the key checkpoints carry)."""
+    own = prefix + _SCORE_KEY
+    if own in state_dict:
+        state_dict[prefix + 'logit_scale'] = state_dict.pop(own)
+
+
+def _load_keys(module: QKVMultiheadAttention, state_dict: dict, prefix: str,
+               *args) -> None:
+    """Load pre-hook: map a stock state dict (packed ``attn.in_proj_*``, no
+    logit scale) onto the mode's parameters, and a saved ``logit_scale``
+    onto the similarity's; a state dict of this mode needs only the
+    latter."""
+    if prefix + 'attn.in_proj_weight' in state_dict:
+        module.attn.load_packed_(state_dict, prefix + 'attn.')
+    saved, own = prefix + 'logit_scale', prefix + _SCORE_KEY
+    if saved in state_dict:
+        state_dict[own] = state_dict.pop(saved)
+    elif (module.score.logit_scale is not None and own not in state_dict
+          and prefix + 'attn.out_proj.weight' in state_dict):
+        # a stock state dict: keep the initial scale
+        state_dict[own] = module.score.logit_scale.detach().clone()
+
+
+def _channels(embed_dims: Optional[int], in_channels: Optional[int]) -> int:
+    """``embed_dims``, or its alias ``in_channels`` (mmcv's plug-in
+    builder passes that name); ValueError if neither or two different."""
+    if embed_dims is None and in_channels is None:
+        raise ValueError('QKVMultiheadAttention needs embed_dims (or its '
+                         'alias in_channels), but got neither')
+    if (embed_dims is not None and in_channels is not None
+            and embed_dims != in_channels):
+        raise ValueError(f'embed_dims={embed_dims!r} and in_channels='
+                         f'{in_channels!r} name the same channels; give one '
+                         'or two equal values')
+    return embed_dims if embed_dims is not None else in_channels
 
 
 def key_layout(height: int, width: int, keys: int) -> Tuple[int, int, int]:

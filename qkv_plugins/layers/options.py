@@ -66,6 +66,16 @@ def check_bool(name: str, value) -> bool:
     return value
 
 
+def check_dropout(name: str, value) -> float:
+    """Return ``value`` as a float if it is a probability in [0, 1), else
+    raise ValueError (1 would drop everything and divide by 0)."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not 0 <= value < 1):
+        raise ValueError(f'{name} must be a number in [0, 1), but got '
+                         f'{value!r}')
+    return float(value)
+
+
 def reduced_channels(in_channels: int, reduction: int) -> int:
     """``in_channels // reduction``, refusing a reduction that leaves none."""
     check_positive_int('reduction', reduction)

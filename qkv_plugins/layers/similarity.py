@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .kernels import at_least_fp32
-from .options import SIMILARITIES, check_bool, check_choice
+from .options import (SIMILARITIES, check_bool, check_choice,
+                      check_positive_int)
 
 # Cosine logits are s * cos(q, k) with s = exp(logit_scale), as in CLIP and
 # Swin V2: initialised at 10, never above 100 (or above a larger initial
@@ -21,14 +22,25 @@ def _as_trained(q: Tensor, k: Tensor, scale: float, dim: int):
     return q, k, scale
 
 
+def _square(q: Tensor, k: Tensor, how: str) -> None:
+    """Raise a ValueError unless keys sit at the queries' positions (Sᵀ
+    needs a square S; reduced keys, SegFormer's, give none)."""
+    if q.shape != k.shape:
+        raise ValueError(f'logit_transform={how!r} needs one key per query '
+                         f'position, but got queries {tuple(q.shape)} and '
+                         f'keys {tuple(k.shape)}')
+
+
 def _symmetric(q: Tensor, k: Tensor, scale: float, dim: int):
     # (S + Sᵀ) / 2 with S = s·q kᵀ: [q, k] · [k, q]ᵀ = q kᵀ + k qᵀ, halved;
     # no N×N matrix, so every path (fused ones too) takes it
+    _square(q, k, 'symmetric')
     return torch.cat([q, k], dim), torch.cat([k, q], dim), scale / 2
 
 
 def _transpose(q: Tensor, k: Tensor, scale: float, dim: int):
     # Sᵀ: query i scores key j as query j scored key i
+    _square(q, k, 'transpose')
     return k, q, scale
 
 
@@ -51,11 +63,16 @@ class Similarity(nn.Module):
         cosine_init_scale: With ``'cosine'``, the learnt scale's initial value
             (None: :data:`COSINE_INIT_SCALE`). The scale is clamped at
             ``max(COSINE_MAX_SCALE, cosine_init_scale)``.
+        num_heads: With ``'cosine'``, learn one scale per head
+            (``logit_scale`` [num_heads, 1, 1], for Q and K laid out
+            [B, heads, N, C] with ``dim=-1``: token attention, Swin V2);
+            None: one scale for all heads (a 0-d ``logit_scale``).
     """
 
     def __init__(self, similarity: str, use_scale: bool,
                  channels_per_head: int,
-                 cosine_init_scale: Optional[float] = None) -> None:
+                 cosine_init_scale: Optional[float] = None,
+                 num_heads: Optional[int] = None) -> None:
         super().__init__()
         self.kind = check_choice('similarity', similarity, SIMILARITIES)
         self.logit_transform: Optional[str] = None  # see set_logit_transform
@@ -68,9 +85,11 @@ class Similarity(nn.Module):
             raise ValueError('cosine_init_scale must be a positive finite number, '
                              f'but got {cosine_init_scale!r}')
         self.max_logit_scale = math.log(max(COSINE_MAX_SCALE, cosine_init_scale))
+        shape = () if num_heads is None else (
+            check_positive_int('num_heads', num_heads), 1, 1)
         if similarity == 'cosine':
             self.logit_scale = nn.Parameter(
-                torch.tensor(math.log(cosine_init_scale)))
+                torch.full(shape, math.log(cosine_init_scale)))
             self.scale = 1.0
         else:
             self.logit_scale = None
@@ -91,11 +110,12 @@ class Similarity(nn.Module):
 
     @property
     def cosine_scale(self) -> Optional[float]:
-        """The learnt cosine logit scale in use (None for ``'dot'``)."""
+        """The learnt cosine logit scale in use, the mean over heads where
+        each head has its own (None for ``'dot'``)."""
         if self.logit_scale is None:
             return None
         return float(self.logit_scale.detach().clamp(
-            max=self.max_logit_scale).exp())
+            max=self.max_logit_scale).exp().mean())
 
     def extra_repr(self) -> str:
         return f'{self.kind!r}, scale={self.scale:.4g}'
