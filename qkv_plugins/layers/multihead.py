@@ -412,8 +412,3 @@ register_twin(
               qualname='mmcv.cnn.bricks.transformer.MultiheadAttention',
               label='mmcv MultiheadAttention', convert=from_stock,
               build=_build_stock))
-register_twin(
-    StockTwin(layer='mha',
-              qualname='mmseg.models.backbones.mit.'
-              'EfficientMultiheadAttention',
-              label='mmseg EfficientMultiheadAttention', convert=from_stock))

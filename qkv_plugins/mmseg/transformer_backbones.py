@@ -12,6 +12,7 @@ import torch.nn as nn
 from mmseg.models.backbones import MixVisionTransformer, VisionTransformer
 from mmseg.registry import MODELS
 
+from ..layers.catalog import StockTwin, register_twin
 from ..layers.multihead import from_stock
 
 # mmseg's MiT default norm
@@ -75,3 +76,13 @@ class QKVVisionTransformer(VisionTransformer):
     def _set_grid(self, module, inputs, output: Tuple) -> None:
         for block in self.layers:
             block.attn.token_grid = tuple(output[1])
+
+
+# mmseg's own twin of the token layer registers from the mmseg glue (the
+# layers never import mmseg); mmcv's MultiheadAttention registers with the
+# layer.
+register_twin(
+    StockTwin(layer='mha',
+              qualname='mmseg.models.backbones.mit.'
+              'EfficientMultiheadAttention',
+              label='mmseg EfficientMultiheadAttention', convert=from_stock))
