@@ -67,6 +67,9 @@ def build_runner(config: Union[str, Config],
     """
     if launcher not in LAUNCHERS:
         raise ValueError(f'launcher={launcher!r}; allowed: {LAUNCHERS}')
+    import qkv_plugins
+    if qkv_plugins.MMSEG_GLUE_ERROR:
+        raise ImportError(qkv_plugins.MMSEG_GLUE_ERROR)
     cfg = load_config(config, cfg_options, work_dir)
     cfg.launcher = launcher
     if amp:

@@ -651,3 +651,84 @@ def test_two_node_torchrun_on_loopback(tiny_data, tmp_path):
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][-3000:]
     stats = json.loads((work / 'run_stats.json').read_text())
     assert stats['world_size'] == 2 and stats['complete']
+
+
+# R12. Without mmcv's compiled ops `import qkv_plugins` failed, so the node
+# check never reported it; an unwritable output dir ended in a traceback.
+
+_NO_OPS = '''
+import sys, importlib.abc
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == 'mmcv._ext':
+            raise ImportError('mmcv._ext blocked for the test')
+sys.meta_path.insert(0, Block())
+import qkv_plugins
+from mmengine.registry import MODELS
+print('layers registered:', MODELS.get('QKVNonLocal2d') is not None)
+from qkv_plugins.training import build_runner
+try:
+    build_runner(sys.argv[2])
+except ImportError as error:
+    print('build:', error)
+from qkv_plugins.check.run import main
+sys.exit(main(['--items', 'environment', '--out-dir', sys.argv[1]]))
+'''
+
+
+def test_node_check_reports_missing_ops_and_an_unwritable_dir(tmp_path):
+    (tmp_path / 'a-file').write_text('')
+    result = subprocess.run(
+        [sys.executable, '-c', _NO_OPS, str(tmp_path / 'a-file' / 'out'),
+         str(CONFIG)], capture_output=True, text=True, timeout=300)
+    out = result.stdout
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert 'layers registered: True' in out
+    assert "build: MMSegmentation cannot be imported without mmcv's " \
+        'compiled ops' in out
+    assert out.index('[check] FAIL output-dir') < out.index(
+        '[check] environment')
+    assert '| environment | FAIL |' in out and 'mmcv ops: missing' in out
+    assert 'summary: stdout (could not write' in out
+
+
+# R13. A generated tree with labels outside the classes, images of another
+# size or manifest paths outside the tree verified (its sums re-made).
+
+
+def _resum(root, rel=None):
+    import hashlib
+    manifest = json.loads((root / MANIFEST).read_text())
+    for name in ([rel] if rel else list(manifest['files'])):
+        manifest['files'][name] = hashlib.sha256(
+            (root / name).read_bytes()).hexdigest()
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    return manifest
+
+
+@pytest.mark.parametrize('damage,message', [
+    ('label', r'holds labels \[9\], outside the track'),
+    ('size', 'is 64x64, not 128x128'),
+    ('outside', r"lists '\.\./\.\./etc/hostname', which is not"),
+])
+def test_generated_data_is_checked_by_content(tmp_path, damage, message):
+    import numpy as np
+    from PIL import Image
+    root = make_dataset(tmp_path / 'syn', splits=SMALL, tracks=['cyclic'],
+                        log=_quiet)
+    if damage == 'outside':
+        manifest = _resum(root)
+        manifest['files']['../../etc/hostname'] = '0' * 64
+        (root / MANIFEST).write_text(json.dumps(manifest))
+    else:
+        sub = 'ann_dir' if damage == 'label' else 'img_dir'
+        path = sorted((root / 'cyclic' / sub / 'train').glob('*.png'))[0]
+        array = np.asarray(Image.open(path)).copy()
+        if damage == 'label':
+            array[0, 0] = 9
+        else:
+            array = array[:64, :64]
+        Image.fromarray(array).save(path)
+        _resum(root, str(path.relative_to(root)))
+    with pytest.raises(DatasetError, match=message):
+        verify_dataset(root, 'cyclic')

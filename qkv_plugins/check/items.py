@@ -85,7 +85,10 @@ def environment(device: torch.device) -> Tuple[str, str]:
         importlib.import_module('mmcv._ext')
         parts.append('mmcv ops: yes')
     except ImportError:
-        parts.append('mmcv ops: no (the layers need none)')
+        # the layers need none, but mmseg (and so training) cannot import
+        parts.append('mmcv ops: missing')
+        problems.append('mmcv ops missing (mmseg needs them: reinstall mmcv '
+                        'with MMCV_WITH_OPS=1)')
     backends = sdpa_backends(device)
     parts.append(f'SDPA: {", ".join(backends) or "math only"}')
     if not backends:

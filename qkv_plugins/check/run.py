@@ -1,5 +1,6 @@
 """Run the node check's items and write its summary."""
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -75,6 +76,37 @@ def _small_backbone(cfg) -> None:
     cfg.model.auxiliary_head.channels = 16
 
 
+def _writable(folder: str) -> Optional[str]:
+    """Why ``folder`` cannot take the check's files, or None."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        probe = Path(folder) / f'.check-probe-{os.getpid()}'
+        probe.write_text('')
+        probe.unlink()
+    except OSError as error:
+        return f'{type(error).__name__}: {error}'
+    return None
+
+
+def preflight(args: argparse.Namespace) -> List[Item]:
+    """What is missing, reported as FAIL lines before the items run: an
+    output dir that cannot be written, mmcv without its compiled ops (or
+    mmseg's glue that could not be imported)."""
+    found = []
+    problem = _writable(args.out_dir)
+    if problem:
+        found.append(Item('output-dir', 'FAIL',
+                          f'{args.out_dir} cannot be written ({problem}): the '
+                          'tables and the summary go to stdout only'))
+    import qkv_plugins
+    if qkv_plugins.MMSEG_GLUE_ERROR:
+        found.append(Item('mmseg-glue', 'FAIL', qkv_plugins.MMSEG_GLUE_ERROR))
+    for item in found:
+        print(f'[check] {item.status} {item.name}: {item.detail}',
+              flush=True)
+    return found
+
+
 def run_check(args: argparse.Namespace) -> List[Item]:
     """Every item chosen in ``args.items``; prints each as it ends."""
     device = torch.device(args.device or (
@@ -82,7 +114,6 @@ def run_check(args: argparse.Namespace) -> List[Item]:
     on_gpu = device.type == 'cuda'
     dtypes = ((torch.bfloat16, torch.float16) if on_gpu else
               (torch.bfloat16, ))
-    Path(args.out_dir).mkdir(parents=True, exist_ok=True)
     config_root = Path(args.config_root) if args.config_root else None
     run = {
         'environment': lambda: checks.environment(device),
@@ -100,7 +131,7 @@ def run_check(args: argparse.Namespace) -> List[Item]:
             ('SKIP', "needs --config-root (the repository's configs/)")),
         'cuda-tests': lambda: checks.cuda_tests(device, args.tests_root),
     }
-    results = []
+    results = preflight(args)
     for name in args.items:
         print(f'[check] {name} …', flush=True)
         item = checks.timed(name, run[name])
@@ -155,8 +186,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     command = 'python -m qkv_plugins.check ' + ' '.join(
         sys.argv[1:] if argv is None else argv)
     out = Path(args.out_dir) / f'check-{device_tag(device)}.md'
-    write_text_atomic(out, to_markdown(results, device, command.strip(),
-                                       time.perf_counter() - began))
+    summary = to_markdown(results, device, command.strip(),
+                          time.perf_counter() - began)
+    try:
+        write_text_atomic(out, summary)
+    except OSError as error:
+        print(summary)
+        out = f'stdout (could not write {out}: {error})'
+        results.append(Item('summary', 'FAIL', out))
     failed = [r.name for r in results if r.status == 'FAIL']
     print(f'[check] {"FAIL: " + ", ".join(failed) if failed else "PASS"} — '
           f'summary: {out}')

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..io import pid_alive, umask_mode
-from .tracks import IMAGE_SIZE, TRACKS
+from .tracks import IGNORE_INDEX, IMAGE_SIZE, TRACKS
 
 DEFAULT_ROOT = 'data/qkv_synthetic'
 MANIFEST = 'manifest.json'
@@ -201,6 +201,39 @@ def _read_manifest(root_path: Path, fix: str) -> dict:
     return manifest
 
 
+def _checked_parts(rel: str, manifest_path: Path, fix: str) -> list:
+    """``<track>/<subdir>/<split>/<name>.png`` of a manifest entry; a path
+    outside that shape (absolute, ``..``, another folder) is refused."""
+    parts = rel.split('/')
+    if (len(parts) != 4 or parts[0] not in TRACKS or parts[1] not in SUBDIRS
+            or parts[2] not in SPLIT_STREAMS or not parts[3].endswith('.png')
+            or parts[3] in ('.png', '..png') or '\\' in rel
+            or any(p in ('', '.', '..') for p in parts)):
+        raise DatasetError(f'{manifest_path} lists {rel!r}, which is not '
+                           '<track>/<img_dir|ann_dir|obj_dir>/<split>/'
+                           f'<name>.png inside the tree: {fix}')
+    return parts
+
+
+def _check_content(path: Path, subdir: str, classes: int, fix: str) -> None:
+    """A file's size and, for labels, its values: what the manifest's sums
+    cannot vouch for when the manifest itself was rewritten."""
+    with Image.open(path) as image:
+        if image.size != (IMAGE_SIZE, IMAGE_SIZE):
+            raise DatasetError(
+                f'{path} is {image.size[0]}x{image.size[1]}, not '
+                f'{IMAGE_SIZE}x{IMAGE_SIZE} like every image of the '
+                f'dataset: {fix}')
+        if subdir != 'ann_dir':
+            return
+        values = np.unique(np.asarray(image))
+    bad = [int(v) for v in values if v >= classes and v != IGNORE_INDEX]
+    if bad:
+        raise DatasetError(
+            f'{path} holds labels {bad}, outside the track\'s classes '
+            f'0..{classes - 1} and the ignore label {IGNORE_INDEX}: {fix}')
+
+
 def verify_dataset(root: str,
                    track: str,
                    split: Optional[str] = None,
@@ -226,8 +259,9 @@ def verify_dataset(root: str,
                            f'holds {manifest["tracks"]}): {fix}')
     # relative paths: <track>/<img_dir|ann_dir|obj_dir>/<split>/<name>.png
     listed = set()
+    classes = len(TRACKS[track].classes)
     for rel, digest in manifest['files'].items():
-        parts = rel.split('/')
+        parts = _checked_parts(rel, manifest_path, fix)
         if parts[0] != track or (split is not None and parts[2] != split):
             continue
         listed.add(rel)
@@ -236,6 +270,8 @@ def verify_dataset(root: str,
             raise DatasetError(f'{path} is missing: {fix}')
         if full and _sha256(path) != digest:
             raise DatasetError(f'{path} does not match {MANIFEST}: {fix}')
+        if full:
+            _check_content(path, parts[1], classes, fix)
     splits = [split] if split is not None else list(SPLITS)
     extra = sorted(
         str(path.relative_to(root_path)) for sub in SUBDIRS for s in splits
