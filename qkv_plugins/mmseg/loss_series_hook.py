@@ -27,7 +27,9 @@ class LossSeriesHook(Hook):
     checkpoints, so a resumed run continues it.
     """
 
-    priority = 'VERY_LOW'
+    # before CheckpointHook (VERY_LOW): a checkpoint must carry the loss of
+    # the iteration it is saved at, or a resumed series lacks it
+    priority = 'NORMAL'
 
     def __init__(self) -> None:
         self.losses: List[str] = []
