@@ -76,7 +76,7 @@ test-slurm: $(PKG_STAMP)
 	mkdir -p benchmarks
 	set -o pipefail; start=$$(date +%s); \
 	PYTHON=$(abspath $(PY)) tests/slurm/run.sh 2>&1 | grep -v '^  - Build settings' | tee benchmarks/test-slurm.log; \
-	status=$$?; echo "[test-slurm] $$(sinfo --version 2>/dev/null), $$(git rev-parse --short HEAD), exit $$status in $$(( $$(date +%s) - start )) s" | tee -a benchmarks/test-slurm.log; exit $$status
+	status=$$?; echo "[test-slurm] Slurm $$(dpkg-query -W -f='$${Version}' slurm-wlm 2>/dev/null), $$(git rev-parse --short HEAD), exit $$status in $$(( $$(date +%s) - start )) s" | tee -a benchmarks/test-slurm.log; exit $$status
 
 # The newest end of the range (constraints-newest.txt: Python 3.12, as GPU
 # nodes have it) in .venv-newest/: by hand, not in CI; the log goes to
