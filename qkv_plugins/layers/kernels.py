@@ -66,7 +66,9 @@ def _dense_function(q: Tensor, k: Tensor, v: Tensor, scale: float,
             q, k, v, fn=lambda t: at_least_fp32(t).flatten(0, -3))
         out = DenseAttentionFunction.apply(q3.to(k3.dtype), k3,
                                            v3.to(k3.dtype), scale, mask_self)
-    return out.view(*v.shape[:-1], out.shape[-1]).to(v.dtype)
+    # [B·heads, N, Cv] -> [B, heads, N, Cv]: one row per query (N of Q;
+    # reduced keys, SegFormer's, make M of K and V smaller)
+    return out.view(*q.shape[:-1], out.shape[-1]).to(v.dtype)
 
 
 def _self_masked_function(q: Tensor, k: Tensor, v: Tensor, scale: float,
