@@ -378,8 +378,10 @@ def test_wide_heads_with_reduced_keys_take_the_cpu_function(mode):
     wide = kernels.CPU_FUSED_MAX_HEAD_DIM + 16
     layer = QKVMultiheadAttention(wide, qkv_mode=mode, sr_ratio=2).double()
     x = torch.randn(2, wide, 7, 9, dtype=torch.double)
-    fast, _ = layer.forward_with_weights(x, need_weights=False)
+    with kernels.paths_taken() as taken:
+        fast, _ = layer.forward_with_weights(x, need_weights=False)
     explicit, weights = layer.forward_with_weights(x, need_weights=True)
+    assert taken == ['DenseAttentionFunction']
     assert weights.shape == (2, 1, 7, 9, 3 * 4)  # keys: 7×9 // 2
     assert (fast - explicit).abs().max() < 1e-10
 
