@@ -67,6 +67,12 @@ COMMANDS: Dict[str, Command] = {c.name: c for c in (
     Command('convert-checkpoint', 'qkv_plugins.commands.convert_checkpoint',
             'convert an NLHead/CCHead/DNLHead checkpoint for AttentionHead',
             'tools/convert_mmseg_checkpoint.py'),
+    Command('benchmark-compile', 'qkv_plugins.commands.benchmark_compile',
+            'torch.compile against eager per block (CPU training step)',
+            'tools/benchmark_compile.py'),
+    Command('deployment-table', 'qkv_plugins.commands.deployment_table',
+            'every block through ONNX Runtime and torch.compile: the '
+            'deployment table', 'tools/deployment_table.py'),
     Command('export-onnx', 'qkv_plugins.commands.export_onnx',
             'export a segmentor to ONNX; parity and latency in ONNX Runtime',
             'tools/export_onnx.py'),
