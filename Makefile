@@ -10,7 +10,7 @@ PKG_STAMP := $(VENV)/.pkg-installed
 # mmcv 2.1.0 compiles its C++ ops from source (~7 min on 2 cores, cached by pip afterwards).
 MAX_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv test test-oldest test-newest test-slurm demo data benchmark clean-venv
+.PHONY: venv test test-deploy test-oldest test-newest test-slurm demo data benchmark clean-venv
 
 venv: $(PKG_STAMP)
 
@@ -21,6 +21,7 @@ $(DEPS_STAMP): constraints.txt
 	$(PIP) install -q -c constraints.txt addict packaging pillow pyyaml yapf opencv-python mmengine
 	MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) $(PIP) install --no-build-isolation -c constraints.txt mmcv
 	$(PIP) install -q -c constraints.txt mmsegmentation mmdet ftfy regex pytest matplotlib scipy
+	$(PIP) install -q -c constraints.txt onnx onnxruntime onnxscript onnx-ir ml_dtypes protobuf flatbuffers
 	touch $@
 
 $(PKG_STAMP): $(DEPS_STAMP) setup.cfg pyproject.toml
@@ -29,6 +30,13 @@ $(PKG_STAMP): $(DEPS_STAMP) setup.cfg pyproject.toml
 
 test: $(PKG_STAMP)
 	$(PY) -m pytest tests
+
+# The deployment grid (every block x mode x similarity x mask_self through
+# ONNX Runtime, torch.export and torch.compile), the export tool's round
+# trips and a study config trained with MMEngine's compile=True against
+# eager: the tests marked `deploy`, which `make test` leaves out (setup.cfg).
+test-deploy: $(PKG_STAMP)
+	$(PY) -m pytest tests -m deploy
 
 demo: $(PKG_STAMP)
 	$(PY) -m qkv_plugins.study.demo --configs configs/qkv_study $(DEMO_ARGS)

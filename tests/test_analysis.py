@@ -27,9 +27,12 @@ def test_sdpa_flops_match_hand_count():
     assert count_flops(_SDPA(), (q, k, v)) == 2 * 3 * 10 * 7 * (4 + 1 + 5)
 
 
-def test_non_local_flops_include_attention():
+@pytest.mark.parametrize('mask_self', [False, True])
+def test_non_local_flops_include_attention(mask_self):
+    """With mask_self too: tracing takes the plain masked path (before,
+    the chunked Function traced as one opaque op and counted 0)."""
     c, d, n = 8, 4, 5 * 6
-    layer = QKVNonLocal2d(c).eval()
+    layer = QKVNonLocal2d(c, mask_self=mask_self).eval()
     x = torch.randn(1, c, 5, 6)
     projections = 3 * n * c * d  # q, k, v: 1x1 convs C -> d
     attention = n * n * (d + 1 + d)

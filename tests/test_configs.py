@@ -7,6 +7,7 @@ from mmengine.config import Config
 from qkv_plugins import QKVNonLocal2d
 from qkv_plugins.layers import entry_for, entry_named
 from qkv_plugins.layers.catalog import names as catalog_names
+from qkv_plugins.layers.recording import attention_layers
 from qkv_plugins.study.names import (BASELINE, algorithm_and_variant,
                                      describe_config)
 from qkv_plugins.check.cityscapes import (make_ade20k_tree,
@@ -66,7 +67,12 @@ def test_segmentation_config_builds(path):
         assert all(a.similarity == similarity for a in attentions)
     elif path.stem.startswith('fcn_'):
         assert type(head).__name__ == 'FCNHead'
-    elif 'qkvnl' not in path.stem:
+    elif path.stem.startswith('fcn-'):  # our layers as backbone plugins
+        plugins = attention_layers(model.backbone)
+        assert plugins and type(head).__name__ == 'FCNHead'
+        for _, plugin in plugins:
+            entry_for(plugin)  # a catalog layer
+    else:
         name, mode = _name_and_mode(path.stem)
         assert entry_for(head.attention) is entry_named(name)
         if mode is not None:

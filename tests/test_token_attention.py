@@ -371,6 +371,21 @@ def test_fast_path_equals_explicit_path_with_class_tokens(mode, similarity):
     assert weights.shape == (2, HEADS, 3, 4, 13)
 
 
+@pytest.mark.parametrize('mode', ['identity_qk', 'identity'])
+def test_wide_heads_with_reduced_keys_take_the_cpu_function(mode):
+    """Heads wider than 128 on CPU run DenseAttentionFunction; with
+    reduced keys (SegFormer) it returns one row per query, not per key."""
+    wide = kernels.CPU_FUSED_MAX_HEAD_DIM + 16
+    layer = QKVMultiheadAttention(wide, qkv_mode=mode, sr_ratio=2).double()
+    x = torch.randn(2, wide, 7, 9, dtype=torch.double)
+    with kernels.paths_taken() as taken:
+        fast, _ = layer.forward_with_weights(x, need_weights=False)
+    explicit, weights = layer.forward_with_weights(x, need_weights=True)
+    assert taken == ['DenseAttentionFunction']
+    assert weights.shape == (2, 1, 7, 9, 3 * 4)  # keys: 7×9 // 2
+    assert (fast - explicit).abs().max() < 1e-10
+
+
 def test_mask_memory_benchmark_measures_a_small_case():
     from qkv_plugins.bench.mask_memory import _case, _parser, measure_here
     from qkv_plugins.bench.memory import cpu_memory_supported

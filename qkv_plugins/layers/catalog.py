@@ -54,6 +54,9 @@ class LayerEntry:
             forward (criss-cross: its recurrence).
         per_hop: Whether statistics are kept per hop (keys ``name/hop<i>``).
         bench_options: Constructor options the layer benchmark adds.
+        deploy_variants: Option sets the deployment grid (ONNX export,
+            ``torch.compile``; :mod:`qkv_plugins.bench.deploy`) crosses with
+            every mode, similarity and ``mask_self`` the layer accepts.
     """
     name: str
     cls: Type[nn.Module]
@@ -64,6 +67,7 @@ class LayerEntry:
     hops: Callable[[nn.Module], int] = field(default=lambda layer: 1)
     per_hop: bool = False
     bench_options: Mapping[str, object] = field(default_factory=dict)
+    deploy_variants: Tuple[Mapping[str, object], ...] = ({}, )
 
     def options(self) -> Dict[str, object]:
         """Keyword options of the layer and their defaults."""

@@ -164,7 +164,8 @@ register_layer(
         attention_macs=_attention_macs,
         hops=lambda layer: layer.recurrence,
         per_hop=True,
-        bench_options=dict(recurrence=2)))
+        bench_options=dict(recurrence=2),
+        deploy_variants=(dict(recurrence=1), dict(recurrence=2))))
 
 
 def _mmcv_criss_cross(stock: type, channels: int, options: dict) -> nn.Module:

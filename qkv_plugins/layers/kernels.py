@@ -10,9 +10,21 @@ On CPU, the fast criss-cross path and the dense CPU exception run the same
 math through ``autograd.Function`` s with a hand-written backward
 (:mod:`.autograd_kernels`); the weight-returning paths stay plain autograd,
 the reference that the tests hold them to.
+
+While a tracer runs the layers (ONNX export, ``torch.export``,
+``torch.compile``, ``torch.jit.trace``; :func:`traceable` is the one place
+that tells), no Function runs: they fill ``diagonal()`` in place and keep
+state on ``ctx``, which neither exports nor traces into one graph. There the
+kernels take plain tensor ops with the same math: the explicit path, or
+``scaled_dot_product_attention`` where eager uses it too. With ``mask_self``
+that explicit path builds the N×N masked logits (what the chunked Function
+avoids); export and compile accept that for their sizes. In eager nothing
+changes: the same calls, bit for bit. :func:`tracer_paths` runs the tracers'
+paths in eager (tests hold them to the Functions; benchmarks time them), and
+:func:`paths_taken` names the paths a forward took.
 """
-from contextlib import nullcontext
-from typing import Optional, Tuple
+from contextlib import contextmanager, nullcontext
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +41,62 @@ from .options import check_dropout
 CPU_EXPLICIT_MAX_POSITIONS = 8192
 CPU_FUSED_MAX_HEAD_DIM = 128
 
+# Path names (paths_taken): the fused kernel, the plain matmul → softmax →
+# matmul (with or without the N×N self mask), the criss-cross einsums, and
+# the hand-written Functions by their class names.
+FUSED, EXPLICIT, CRISS_CROSS_EXPLICIT = ('fused SDPA', 'explicit',
+                                         'explicit criss-cross')
+# Whether tracer_paths() is active (a list, so that the flag is one object).
+_TRACER_PATHS = [False]
+# Lists the kernels append their path names to (paths_taken), innermost last.
+_LISTENERS: List[List[str]] = []
+
+
+def traceable() -> bool:
+    """Whether a tracer is running the layers, so that the kernels must take
+    their plain tensor ops (the one switch between the paths).
+
+    True under ``torch.compile`` (Dynamo folds the check into the graph as a
+    constant), ``torch.export`` (and the ``dynamo=True`` ONNX exporter built
+    on it), the TorchScript ONNX exporter and ``torch.jit.trace`` (FLOP
+    counting), and inside :func:`tracer_paths`; False in eager.
+    """
+    if torch.compiler.is_compiling() or _TRACER_PATHS[0]:
+        return True
+    is_exporting = getattr(torch.compiler, 'is_exporting', None)  # torch 2.5+
+    return ((is_exporting is not None and is_exporting())
+            or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing())
+
+
+@contextmanager
+def tracer_paths() -> Iterator[None]:
+    """Run the paths a tracer takes, in eager: what an exported or compiled
+    graph computes, for tests (against the Functions) and benchmarks."""
+    saved = _TRACER_PATHS[0]
+    _TRACER_PATHS[0] = True
+    try:
+        yield
+    finally:
+        _TRACER_PATHS[0] = saved
+
+
+@contextmanager
+def paths_taken() -> Iterator[List[str]]:
+    """Yield a list that collects the name of each kernel path taken inside
+    (eager calls; a compiled graph appends nothing)."""
+    taken: List[str] = []
+    _LISTENERS.append(taken)
+    try:
+        yield taken
+    finally:
+        _LISTENERS.remove(taken)
+
+
+def _took(path: str) -> None:
+    """Tell the innermost :func:`paths_taken` that ``path`` ran."""
+    if not torch.compiler.is_compiling() and _LISTENERS:
+        _LISTENERS[-1].append(path)
+
 
 def _float32_scores(device_type: str):
     """Disable autocast so that logits are formed in at least fp32."""
@@ -44,11 +112,14 @@ def _autocast_dtype(device_type: str) -> Optional[torch.dtype]:
     return torch.get_autocast_dtype(device_type)
 
 
-def _explicit_is_faster(q: Tensor, v: Tensor) -> bool:
+def _explicit_is_faster(q: Tensor, v: Tensor, any_size: bool = False) -> bool:
     """On CPU, maps up to 8,192 positions with wide heads (the identity
     modes: head size = in_channels) run faster as matmul → softmax → matmul
-    than through the fused kernel; the N×N matrix stays moderate there."""
-    return (q.device.type == 'cpu' and q.shape[-2] <= CPU_EXPLICIT_MAX_POSITIONS
+    than through the fused kernel; the N×N matrix stays moderate there.
+    ``any_size``: leave the positions out (tracers: a test of the map size
+    would fix the height and width that export keeps dynamic)."""
+    return (q.device.type == 'cpu'
+            and (any_size or q.shape[-2] <= CPU_EXPLICIT_MAX_POSITIONS)
             and max(q.shape[-1], v.shape[-1]) > CPU_FUSED_MAX_HEAD_DIM)
 
 
@@ -66,7 +137,9 @@ def _dense_function(q: Tensor, k: Tensor, v: Tensor, scale: float,
             q, k, v, fn=lambda t: at_least_fp32(t).flatten(0, -3))
         out = DenseAttentionFunction.apply(q3.to(k3.dtype), k3,
                                            v3.to(k3.dtype), scale, mask_self)
-    return out.view(*v.shape[:-1], out.shape[-1]).to(v.dtype)
+    # [B·heads, N, Cv] -> [B, heads, N, Cv]: one row per query (N of Q;
+    # reduced keys, SegFormer's, make M of K and V smaller)
+    return out.view(*q.shape[:-1], out.shape[-1]).to(v.dtype)
 
 
 def _self_masked_function(q: Tensor, k: Tensor, v: Tensor, scale: float,
@@ -120,12 +193,16 @@ def dense_attention(q: Tensor,
     n = q.shape[-2]
     mask_self = mask_self and n > 1
     dropout_p = check_dropout('dropout_p', dropout_p)
-    if not (need_weights or dropout_p) and _explicit_is_faster(q, v):
-        if torch.jit.is_tracing():  # FLOP counting traces: plain ops
+    tracing = traceable()
+    if not (need_weights or dropout_p) and _explicit_is_faster(q, v, tracing):
+        if tracing:  # plain ops: the explicit path, weights dropped
             out, _ = dense_attention(q, k, v, scale, mask_self, True)
             return out, None
+        _took(DenseAttentionFunction.__name__)
         return _dense_function(q, k, v, scale, mask_self), None
-    if need_weights:
+    if need_weights or (mask_self and tracing):
+        # (tracers with mask_self: the N×N masked logits, no Function)
+        _took(EXPLICIT)
         with _float32_scores(q.device.type):
             # Scale Q (N·C) rather than the logits (N·N). [B, heads, N, N]
             q32 = at_least_fp32(q)
@@ -136,9 +213,12 @@ def dense_attention(q: Tensor,
                 logits = logits.masked_fill(eye, float('-inf'))
             weights = logits.softmax(dim=-1)
         attn = F.dropout(weights, dropout_p) if dropout_p else weights
-        return torch.matmul(attn.to(v.dtype), v), weights
+        return (torch.matmul(attn.to(v.dtype), v),
+                weights if need_weights else None)
     if mask_self:
+        _took(SelfMaskedAttentionFunction.__name__)
         return _self_masked_function(q, k, v, scale, dropout_p), None
+    _took(FUSED)
     out_channels = v.shape[-1]
     # passed only when set: without dropout the call stays as it was
     dropout = dict(dropout_p=dropout_p) if dropout_p else {}
@@ -175,7 +255,8 @@ def criss_cross_attention(q: Tensor,
     The own position lies in both the row and the column; it is counted once
     (in the row), as mmcv's ``CrissCrossAttention`` does. On CPU without
     weights this runs :class:`CrissCrossFunction` (same math, hand-written
-    backward, no concatenated logits).
+    backward, no concatenated logits), except under a tracer
+    (:func:`traceable`).
 
     Args:
         q, k: [B, C, H, W] queries and keys.
@@ -191,13 +272,15 @@ def criss_cross_attention(q: Tensor,
     """
     height, width = q.shape[-2:]
     mask_self = mask_self and height * width > 1
-    # Tracing (FLOP counting) needs the plain ops below.
-    if not (need_weights or torch.jit.is_tracing()) and q.device.type == 'cpu':
+    # Tracers (export, compile, FLOP counting) need the plain ops below.
+    if not (need_weights or traceable()) and q.device.type == 'cpu':
+        _took(CrissCrossFunction.__name__)
         with _float32_scores('cpu'):
             q32, k32, v32 = distinct(q, k, v, fn=at_least_fp32)
             out = CrissCrossFunction.apply(q32, k32, v32.to(k32.dtype),
                                            scale, mask_self)
         return out.to(v.dtype), None
+    _took(CRISS_CROSS_EXPLICIT)
     with _float32_scores(q.device.type):
         q32, k32 = at_least_fp32(q), at_least_fp32(k)
         # [B, H, W, H]: query (h, w) against column key (i, w)

@@ -349,7 +349,8 @@ register_layer(
         maps=token_maps,
         dense=token_dense,
         grid=tokens_grid,
-        attention_macs=_attention_macs))
+        attention_macs=_attention_macs,
+        deploy_variants=(dict(sr_ratio=1), dict(sr_ratio=2))))
 
 
 class TokensOf(nn.Module):
