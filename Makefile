@@ -105,10 +105,11 @@ $(NEW_STAMP): constraints-newest.txt
 	$(NEW_PIP) install -q -c constraints-newest.txt addict packaging pillow pyyaml yapf opencv-python mmengine
 	MMCV_WITH_OPS=1 MAX_JOBS=$(MAX_JOBS) $(NEW_PIP) install --no-build-isolation -c constraints-newest.txt mmcv
 	$(NEW_PIP) install -q -c constraints-newest.txt mmsegmentation mmdet ftfy regex pytest matplotlib scipy
+	$(NEW_PIP) install -q -c constraints-newest.txt onnx onnxruntime onnxscript onnx-ir ml_dtypes protobuf flatbuffers
 	touch $@
 
 test-newest: $(NEW_STAMP)
-	$(NEW_PIP) install -q --no-build-isolation --no-deps -e .
+	$(NEW_PIP) install -q --no-build-isolation --no-deps --ignore-requires-python -e .
 	mkdir -p benchmarks
 	set -o pipefail; start=$$(date +%s); \
 	$(NEW_PY) -m pytest tests 2>&1 | tee benchmarks/test-newest.log; \
