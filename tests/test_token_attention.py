@@ -395,3 +395,17 @@ def test_mask_memory_benchmark_measures_a_small_case():
     case = _case(args, mask_self=True)
     assert (case.layer, case.mask_self, case.positions) == ('mha', True, 36)
     assert measure_here(case, torch.device('cpu')) >= 0
+
+
+def test_mask_memory_benchmark_writes_its_rows(tmp_path, capsys):
+    from qkv_plugins.bench import mask_memory
+    from qkv_plugins.bench.memory import cpu_memory_supported
+    if not cpu_memory_supported():
+        pytest.skip('no /proc/self/clear_refs: CPU peak memory unreadable')
+    out = tmp_path / 'mask-memory.md'
+    mask_memory.main(['--size', '6', '6', '--channels', '8', '--out',
+                      str(out)])
+    text = out.read_text()
+    assert '--size 6 6 --channels 8 --out' in text and 'at commit ' in text
+    rows = [line for line in text.splitlines() if line.startswith('| mha')]
+    assert [row.split(' | ')[5] for row in rows] == ['False', 'True']

@@ -1,9 +1,11 @@
 """What ``mask_self`` costs in memory: extra peak memory of one forward +
 backward of a catalogued layer with and without the mask, each measured in a
 fresh process (so that neither inherits the other's heap), on the CPU or
-CUDA. Prints the rows; publishes nothing.
+CUDA. Prints the rows; ``--out FILE.md`` also writes them as a table with
+the machine, the command and the commit.
 
     python -m qkv_plugins.bench.mask_memory --layer mha --size 128 128
+    python -m qkv_plugins.bench.mask_memory --out benchmarks/mask-memory-cpu.md
 
 Default case: token attention (``mha``, ``separate``, one head, 32
 channels, batch 1) over 128×128 tokens, fp32; the goal is masked ≤ 2×
@@ -13,11 +15,15 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import torch
 
 from ..cli import at_least
+from ..io import write_text_atomic
+from ..machine import code_commit, describe_machine
+from ..report import markdown_table
 from .layers import Case, build_ours, memory_mib
 from .memory import configure_cpu_memory
 
@@ -58,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument('--channels', type=at_least(1), default=32)
     parser.add_argument('--batch', type=at_least(1), default=1)
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--out', type=Path, default=None,
+                        help='also write the rows as a Markdown table')
     parser.add_argument('--one', choices=['masked', 'unmasked'],
                         help=argparse.SUPPRESS)  # a child's one measurement
     return parser
@@ -71,7 +79,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         mib = measure_here(_case(args, args.one == 'masked'), device)
         print(json.dumps(dict(mib=mib)))
         return
-    rows = {mask: measure_fresh(argv, mask) for mask in (False, True)}
+    child = [a for i, a in enumerate(argv)  # the children write nothing
+             if a != '--out' and (i == 0 or argv[i - 1] != '--out')]
+    rows = {mask: measure_fresh(child, mask) for mask in (False, True)}
     case = _case(args, True)
     print(f'{case.layer}:{case.qkv_mode} {case.height}x{case.width}, '
           f'B={case.batch}, C={case.channels}, {device.type}, fp32, '
@@ -79,6 +89,30 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f'  unmasked  {rows[False]:8.1f}')
     print(f'  mask_self {rows[True]:8.1f}  '
           f'({rows[True] / max(rows[False], 1e-9):.2f}x)')
+    if args.out is not None:
+        write_text_atomic(args.out, to_markdown(case, device, rows, argv))
+        print(f'[mask-memory] wrote {args.out}')
+
+
+def to_markdown(case, device: torch.device, rows: dict,
+                argv: List[str]) -> str:
+    """The two rows with the machine, the command and the commit."""
+    ratio = rows[True] / max(rows[False], 1e-9)
+    table = markdown_table(
+        ('layer', 'mode', 'tokens', 'B', 'C', 'mask_self', 'extra peak MiB',
+         '× unmasked'),
+        [(case.layer, case.qkv_mode, f'{case.height}×{case.width}',
+          case.batch, case.channels, mask, f'{rows[mask]:.1f}',
+          f'{rows[mask] / max(rows[False], 1e-9):.2f}')
+         for mask in (False, True)])
+    return '\n'.join([
+        '# What mask_self costs in memory', '',
+        f'Command: `python -m qkv_plugins.bench.mask_memory '
+        f'{" ".join(argv)}` at commit {code_commit()}', '',
+        f'Machine: {describe_machine(device)}', '',
+        'Forward + backward in fp32, extra peak memory above the inputs, each '
+        'case in a fresh process. The goal: masked at most 2× unmasked '
+        f'(measured: {ratio:.2f}×).', '', table])
 
 
 if __name__ == '__main__':
