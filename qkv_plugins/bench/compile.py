@@ -10,6 +10,7 @@ tensor ops: ``scaled_dot_product_attention`` or the explicit path, with
 traceable`), compiled by Inductor. The paths are named by
 :func:`~qkv_plugins.layers.kernels.paths_taken`.
 """
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -20,7 +21,7 @@ from torch import Tensor
 
 from ..io import cell
 from ..layers.kernels import paths_taken, tracer_paths
-from ..machine import describe_machine, git_commit
+from ..machine import code_commit, describe_machine
 from ..report import csv_text, markdown_table
 from .deploy import DeployCase, graph_breaks
 from .timing import interleaved_ms
@@ -138,12 +139,31 @@ CSV_HEADER = ('block', 'batch', 'channels', 'height', 'width', 'eager_path',
               'compile_s', 'graph_breaks')
 
 
-def to_markdown(rows: List[CompileRow], command: str, backend: str) -> str:
-    """The compile table with the command, commit and machine above it."""
+def load_text(load: Sequence[Optional[float]]) -> str:
+    """``Load: ...`` from the 1-minute load averages at the start and the
+    end of the run: at the start, before the benchmark did any work, a load
+    of 1 or more means other processes shared the machine."""
+    if any(value is None for value in load):
+        return 'Load: not available on this system.'
+    start, end = load
+    cores = os.cpu_count() or 1
+    shared = (
+        'other processes shared the machine: turns keep their drift out of '
+        'the ratios, not their contention, and every ms is above an idle '
+        "machine's" if start >= 1 else
+        'no other process was busy when it started')
+    return (f'Load: 1-minute load average {start:.1f} at the start, '
+            f'{end:.1f} at the end, on {cores} cores ({shared}).')
+
+
+def to_markdown(rows: List[CompileRow], command: str, backend: str,
+                load: Sequence[Optional[float]] = (None, None)) -> str:
+    """The compile table with the command, commit, machine and its load
+    (1-minute load averages at the start and the end) above it."""
     lines = [
         '# torch.compile against eager, per block (CPU)', '',
-        f'Command: `{command}` at commit {git_commit()}', '',
-        f'Machine: {describe_machine()}', '',
+        f'Command: `{command}` at commit {code_commit()}', '',
+        f'Machine: {describe_machine()}', '', load_text(load), '',
         'A training step of the block alone (forward + backward of the sum '
         'of its output, fp32, training mode, parameters redrawn at random), '
         f'median time over turns: eager and `torch.compile(backend='

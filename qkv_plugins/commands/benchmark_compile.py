@@ -15,6 +15,7 @@ Examples:
 """
 import argparse
 import re
+import sys
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -55,16 +56,19 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from ..bench.compile import (DEFAULT_SHAPES, default_cases, run_case,
                                  to_csv, to_markdown)
     from ..io import write_text_atomic
+    from ..machine import load_average
+    load_at_start = load_average()
     rows = [run_case(case, s, args.warmup, args.repeats, args.min_seconds,
                      args.backend)
             for case in default_cases(args.layers)
             for s in (args.shapes or DEFAULT_SHAPES)]
     command = 'python tools/benchmark_compile.py' + ''.join(
-        f' {a}' for a in (argv or []))
+        f' {a}' for a in (sys.argv[1:] if argv is None else argv))
     out = Path(args.out_dir) / 'compile-cpu'
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out.with_suffix('.md'),
-                      to_markdown(rows, command, args.backend))
+                      to_markdown(rows, command, args.backend,
+                                  (load_at_start, load_average())))
     write_text_atomic(out.with_suffix('.csv'), to_csv(rows))
     print(f'[compile] wrote {out}.md (.csv)')
 
