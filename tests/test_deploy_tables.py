@@ -14,9 +14,15 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_benchmark_compile_writes_a_row_per_case(tmp_path):
-    door(['benchmark-compile', '--layers', 'nonlocal', '--shapes',
-          '3x8x5x3', '--backend', 'aot_eager', '--repeats', '1', '--warmup',
-          '0', '--min-seconds', '0', '--out-dir', str(tmp_path)])
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        door(['benchmark-compile', '--layers', 'nonlocal', '--shapes',
+              '3x8x5x3', '--backend', 'aot_eager', '--repeats', '1',
+              '--warmup', '0', '--min-seconds', '0', '--threads', '1',
+              '--out-dir', str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
     rows = list(csv.DictReader((tmp_path / 'compile-cpu.csv').open()))
     assert [(r['block'], r['batch'], r['height'], r['width'])
             for r in rows] == [
@@ -32,6 +38,7 @@ def test_benchmark_compile_writes_a_row_per_case(tmp_path):
     text = (tmp_path / 'compile-cpu.md').read_text()
     assert "backend='aot_eager'" in text and 'Machine: ' in text
     assert '--shapes 3x8x5x3' in text and '\nLoad: ' in text
+    assert '--threads 1' in text and ', 1 threads, ' in text
 
 
 def test_the_compile_header_says_whether_the_machine_was_shared():

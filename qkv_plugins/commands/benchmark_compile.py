@@ -10,7 +10,7 @@ one puts its load into the ratios (turns keep the drift out, not the
 contention).
 
 Examples:
-    python tools/benchmark_compile.py                       # the published table
+    python tools/benchmark_compile.py --threads 1           # the published table
     python tools/benchmark_compile.py --layers nonlocal --shapes 8x64x16x16
 """
 import argparse
@@ -48,6 +48,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--min-seconds', type=at_least(0, float),
                         default=2.0,
                         help='more turns until a case took this long')
+    parser.add_argument('--threads', type=at_least(1), default=None,
+                        help="intra-op threads (default: torch's); on a "
+                        'busy machine 1 thread times steadier: with 2 '
+                        'beside other jobs, every parallel region waits for '
+                        'a descheduled thread')
     parser.add_argument('--backend', default='inductor',
                         help='torch.compile backend (tests: aot_eager)')
     parser.add_argument('--out-dir', default='benchmarks')
@@ -57,6 +62,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                                  to_csv, to_markdown)
     from ..io import write_text_atomic
     from ..machine import load_average
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     load_at_start = load_average()
     rows = [run_case(case, s, args.warmup, args.repeats, args.min_seconds,
                      args.backend)
