@@ -36,6 +36,15 @@ def describe_machine(device: Optional[torch.device] = None) -> str:
             f'torch {torch.__version__}')
 
 
+def load_average() -> Optional[float]:
+    """The 1-minute load average (None where the system has none): with
+    the core count, whether other processes shared the machine."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
 def git_commit(path: Optional[Path] = None) -> str:
     """The commit of the git checkout holding ``path`` (default: the
     working directory), with ``-dirty`` if tracked files have local

@@ -14,9 +14,15 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_benchmark_compile_writes_a_row_per_case(tmp_path):
-    door(['benchmark-compile', '--layers', 'nonlocal', '--shapes',
-          '3x8x5x3', '--backend', 'aot_eager', '--repeats', '1', '--warmup',
-          '0', '--min-seconds', '0', '--out-dir', str(tmp_path)])
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        door(['benchmark-compile', '--layers', 'nonlocal', '--shapes',
+              '3x8x5x3', '--backend', 'aot_eager', '--repeats', '1',
+              '--warmup', '0', '--min-seconds', '0', '--threads', '1',
+              '--out-dir', str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
     rows = list(csv.DictReader((tmp_path / 'compile-cpu.csv').open()))
     assert [(r['block'], r['batch'], r['height'], r['width'])
             for r in rows] == [
@@ -31,7 +37,17 @@ def test_benchmark_compile_writes_a_row_per_case(tmp_path):
                for r in rows)
     text = (tmp_path / 'compile-cpu.md').read_text()
     assert "backend='aot_eager'" in text and 'Machine: ' in text
-    assert '--shapes 3x8x5x3' in text
+    assert '--shapes 3x8x5x3' in text and '\nLoad: ' in text
+    assert '--threads 1' in text and ', 1 threads, ' in text
+
+
+def test_the_compile_header_says_whether_the_machine_was_shared():
+    from qkv_plugins.bench.compile import load_text
+    assert 'other processes shared the machine' in load_text((3.2, 4.0))
+    assert load_text((3.2, 4.0)).startswith(
+        'Load: 1-minute load average 3.2 at the start, 4.0 at the end')
+    assert 'no other process was busy' in load_text((0.3, 2.0))
+    assert load_text((None, None)) == 'Load: not available on this system.'
 
 
 def test_benchmark_compile_refuses_a_bad_shape(capsys):

@@ -171,12 +171,21 @@ def test_round_trip_from_a_trained_checkpoint(tiny_data, tmp_path, capsys):
 COMPILED = STUDY / ('nonlocal-shared_qk-cosine-maskself_tinyr18s2_1xb8-1500it_'
                     'qkvsyn-cyclic-128x128.py')
 ITERS = 20
+# Rounding (relative 1e-7 at iteration 0) grows about tenfold every two or
+# three iterations under AdamW, compiled or not: eager against eager with
+# one intra-op thread instead of two differs by 1.3e-3 at iteration 17
+# (measured on the 2-core VM), so relative 1e-3 over all 20 iterations tests
+# that noise. The first iterations show the same computation (compiled
+# against eager: at most 2.8e-7 over iterations 0-7, eager with one thread
+# as close); the whole run stays within 1e-2 (measured: 2.2e-3 at 19).
+SAME_ITERS, SAME, DRIFT = 8, 1e-5, 1e-2
 
 
 @pytest.mark.deploy
 def test_compiled_training_matches_eager_losses(tiny_data, tmp_path):
     """MMEngine's ``compile=True`` (Inductor) over 20 iterations: every
-    loss within relative 1e-3 of eager's (loss_series.json)."""
+    loss within relative 1e-5 of eager's over the first 8 iterations, and
+    within 1e-2 over all 20 (loss_series.json)."""
     series = {}
     for name, extra in (('eager', []), ('compiled', ['compile=True'])):
         work = tmp_path / name
@@ -188,5 +197,6 @@ def test_compiled_training_matches_eager_losses(tiny_data, tmp_path):
     assert len(series['eager']) == len(series['compiled']) == ITERS
     for i, (eager, compiled) in enumerate(zip(series['eager'],
                                               series['compiled'])):
-        assert abs(compiled - eager) <= 1e-3 * abs(eager), (i, eager,
-                                                            compiled)
+        bound = SAME if i < SAME_ITERS else DRIFT
+        assert abs(compiled - eager) <= bound * abs(eager), (i, eager,
+                                                             compiled)

@@ -10,6 +10,7 @@ tensor ops: ``scaled_dot_product_attention`` or the explicit path, with
 traceable`), compiled by Inductor. The paths are named by
 :func:`~qkv_plugins.layers.kernels.paths_taken`.
 """
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -17,10 +18,11 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 from torch import Tensor
+from torch._inductor import config as inductor_config
 
 from ..io import cell
 from ..layers.kernels import paths_taken, tracer_paths
-from ..machine import describe_machine, git_commit
+from ..machine import code_commit, describe_machine
 from ..report import csv_text, markdown_table
 from .deploy import DeployCase, graph_breaks
 from .timing import interleaved_ms
@@ -110,9 +112,12 @@ def run_case(case: DeployCase, shape: Tuple[int, int, int, int],
     torch._dynamo.reset()
     compiled = torch.compile(layer, backend=backend, dynamic=False)
     eager_step, compiled_step = _train_step(layer, x), _train_step(compiled, x)
-    began = time.perf_counter()
-    compiled_step()
-    compile_s = time.perf_counter() - began
+    # Inductor's on-disk caches off for the first call: a second run would
+    # time a cache lookup instead of the compilation
+    with inductor_config.patch(force_disable_caches=True):
+        began = time.perf_counter()
+        compiled_step()
+        compile_s = time.perf_counter() - began
     eager_ms, compiled_ms = interleaved_ms(
         [eager_step, compiled_step], torch.device('cpu'), warmup, repeats,
         min_seconds)
@@ -138,17 +143,37 @@ CSV_HEADER = ('block', 'batch', 'channels', 'height', 'width', 'eager_path',
               'compile_s', 'graph_breaks')
 
 
-def to_markdown(rows: List[CompileRow], command: str, backend: str) -> str:
-    """The compile table with the command, commit and machine above it."""
+def load_text(load: Sequence[Optional[float]]) -> str:
+    """``Load: ...`` from the 1-minute load averages at the start and the
+    end of the run: at the start, before the benchmark did any work, a load
+    of 1 or more means other processes shared the machine."""
+    if any(value is None for value in load):
+        return 'Load: not available on this system.'
+    start, end = load
+    cores = os.cpu_count() or 1
+    shared = (
+        'other processes shared the machine: turns keep their drift out of '
+        'the ratios, not their contention, and every ms is above an idle '
+        "machine's" if start >= 1 else
+        'no other process was busy when it started')
+    return (f'Load: 1-minute load average {start:.1f} at the start, '
+            f'{end:.1f} at the end, on {cores} cores ({shared}).')
+
+
+def to_markdown(rows: List[CompileRow], command: str, backend: str,
+                load: Sequence[Optional[float]] = (None, None)) -> str:
+    """The compile table with the command, commit, machine and its load
+    (1-minute load averages at the start and the end) above it."""
     lines = [
         '# torch.compile against eager, per block (CPU)', '',
-        f'Command: `{command}` at commit {git_commit()}', '',
-        f'Machine: {describe_machine()}', '',
+        f'Command: `{command}` at commit {code_commit()}', '',
+        f'Machine: {describe_machine()}', '', load_text(load), '',
         'A training step of the block alone (forward + backward of the sum '
         'of its output, fp32, training mode, parameters redrawn at random), '
         f'median time over turns: eager and `torch.compile(backend='
         f'{backend!r}, dynamic=False)` run in turns on one input; the '
-        'compiled step\'s first call (compilation) is timed apart. Speed-up '
+        'compiled step\'s first call (compilation, with Inductor\'s on-disk '
+        'caches off) is timed apart. Speed-up '
         '= eager ms / compiled ms. Eager runs the fast path (the '
         'hand-written Functions on CPU), compiled the tracers\' path (plain '
         'tensor ops; `kernels.traceable()`); graph breaks from '

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..layers.catalog import entry_named, twins
-from ..machine import describe_machine, git_commit
+from ..machine import code_commit, describe_machine
 from ..report import csv_text, markdown_table
 from .deploy import (ONNX_TOLERANCE, CaseResult, DeployCase, check_case,
                      check_module, deploy_cases, twin_module)
@@ -114,7 +114,7 @@ def to_markdown(rows: Sequence[BlockRow], results: Sequence[CaseResult],
     """Summary and every case, with command, commit and machine."""
     lines = [
         '# Deployment: ONNX Runtime and torch.compile, per block', '',
-        f'Command: `{command}` at commit {git_commit()}', '',
+        f'Command: `{command}` at commit {code_commit()}', '',
         f'Machine: {describe_machine()}', '',
         'Each case: the block (16 channels, B = 2, every parameter redrawn '
         'at random) exported with `torch.onnx.export(dynamo=True)` at 8×8 '

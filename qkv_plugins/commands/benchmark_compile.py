@@ -10,11 +10,12 @@ one puts its load into the ratios (turns keep the drift out, not the
 contention).
 
 Examples:
-    python tools/benchmark_compile.py                       # the published table
+    python tools/benchmark_compile.py --threads 1           # the published table
     python tools/benchmark_compile.py --layers nonlocal --shapes 8x64x16x16
 """
 import argparse
 import re
+import sys
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
@@ -47,6 +48,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--min-seconds', type=at_least(0, float),
                         default=2.0,
                         help='more turns until a case took this long')
+    parser.add_argument('--threads', type=at_least(1), default=None,
+                        help="intra-op threads (default: torch's); on a "
+                        'busy machine 1 thread times steadier: with 2 '
+                        'beside other jobs, every parallel region waits for '
+                        'a descheduled thread')
     parser.add_argument('--backend', default='inductor',
                         help='torch.compile backend (tests: aot_eager)')
     parser.add_argument('--out-dir', default='benchmarks')
@@ -55,16 +61,22 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     from ..bench.compile import (DEFAULT_SHAPES, default_cases, run_case,
                                  to_csv, to_markdown)
     from ..io import write_text_atomic
+    from ..machine import load_average
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    load_at_start = load_average()
     rows = [run_case(case, s, args.warmup, args.repeats, args.min_seconds,
                      args.backend)
             for case in default_cases(args.layers)
             for s in (args.shapes or DEFAULT_SHAPES)]
     command = 'python tools/benchmark_compile.py' + ''.join(
-        f' {a}' for a in (argv or []))
+        f' {a}' for a in (sys.argv[1:] if argv is None else argv))
     out = Path(args.out_dir) / 'compile-cpu'
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out.with_suffix('.md'),
-                      to_markdown(rows, command, args.backend))
+                      to_markdown(rows, command, args.backend,
+                                  (load_at_start, load_average())))
     write_text_atomic(out.with_suffix('.csv'), to_csv(rows))
     print(f'[compile] wrote {out}.md (.csv)')
 

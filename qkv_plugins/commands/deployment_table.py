@@ -50,7 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     results, twin_results = run_grid(args.layers)
     rows = summary_rows(results, twin_results, speedups)
     command = 'python tools/deployment_table.py' + ''.join(
-        f' {a}' for a in (argv or []))
+        f' {a}' for a in (sys.argv[1:] if argv is None else argv))
     every = [r for _, r in results] + twin_results
     out = Path(args.out_dir) / 'deploy-cpu'
     out.parent.mkdir(parents=True, exist_ok=True)
