@@ -2,10 +2,9 @@
 # embedded data: a narrow two-stage ResNetV1c-50 (plugins need Bottleneck
 # blocks; 16/32 base channels, 64/128 out) with QKVCrissCrossAttention
 # (shared Q = K = V, CCNet's two hops) after conv3 of every block of stage 2,
-# and an FCN head. For the deployment checks (tools/export_onnx.py, make
+# and the study's FCN head. For the deployment checks (tools/export_onnx.py, make
 # test-deploy); not one of the study's variants.
-_base_ = ['../_base_/qkvsyn-cyclic_tinyr18s2_1500it.py']
-norm_cfg = dict(type='BN', requires_grad=True)
+_base_ = ['../qkv_study/fcn_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128.py']
 model = dict(
     backbone=dict(
         depth=50,
@@ -18,18 +17,4 @@ model = dict(
                 stages=(False, True),
                 position='after_conv3')
         ]),
-    decode_head=dict(
-        _delete_=True,
-        type='FCNHead',
-        in_channels=128,
-        in_index=0,
-        channels=64,
-        num_convs=2,
-        concat_input=True,
-        dropout_ratio=0.0,
-        num_classes=4,
-        norm_cfg=norm_cfg,
-        align_corners=False,
-        loss_decode=dict(
-            type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0,
-            avg_non_ignore=True)))
+    decode_head=dict(in_channels=128))  # stage 2 of a Bottleneck net: 4 x 32
