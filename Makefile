@@ -109,7 +109,7 @@ $(NEW_STAMP): constraints-newest.txt
 	touch $@
 
 test-newest: $(NEW_STAMP)
-	$(NEW_PIP) install -q --no-build-isolation --no-deps --ignore-requires-python -e .
+	$(NEW_PIP) install -q --no-build-isolation --no-deps -e .
 	mkdir -p benchmarks
 	set -o pipefail; start=$$(date +%s); \
 	$(NEW_PY) -m pytest tests 2>&1 | tee benchmarks/test-newest.log; \
