@@ -44,6 +44,11 @@ def installed(tmp_path_factory):
     # .pth files are read in site dirs only, not in what they add)
     (site / 'zz_reuse_venv.pth').write_text(
         sysconfig.get_paths()['purelib'] + '\n')
+    # Python 3.12 has no distutils: setuptools' stand-in is switched on by a
+    # .pth file, read in a site dir only, so it comes along after the path
+    shim = Path(sysconfig.get_paths()['purelib']) / 'distutils-precedence.pth'
+    if shim.is_file():
+        (site / 'zzz_distutils-precedence.pth').write_text(shim.read_text())
     return python
 
 
