@@ -98,6 +98,14 @@ def usage() -> str:
     return '\n'.join(lines)
 
 
+def command_line(name: str, argv: Optional[Sequence[str]] = None) -> str:
+    """How a published table names the command that wrote it: command
+    ``name``'s ``tools/`` script and the arguments it was given (``argv``,
+    else the process's own)."""
+    args = sys.argv[1:] if argv is None else argv
+    return ' '.join(['python', COMMANDS[name].tool, *map(str, args)])
+
+
 def run(name: str, argv: Sequence[str]) -> int:
     """Run command ``name`` with ``argv``; its exit code (0 for None)."""
     main = COMMANDS[name].load()

@@ -15,12 +15,12 @@ Examples:
 """
 import argparse
 import re
-import sys
 from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from ..cli import at_least
 from ..layers.catalog import names
+from . import command_line
 
 
 def shape(text: str) -> Tuple[int, int, int, int]:
@@ -70,8 +70,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                      args.backend)
             for case in default_cases(args.layers)
             for s in (args.shapes or DEFAULT_SHAPES)]
-    command = 'python tools/benchmark_compile.py' + ''.join(
-        f' {a}' for a in (sys.argv[1:] if argv is None else argv))
+    command = command_line('benchmark-compile', argv)
     out = Path(args.out_dir) / 'compile-cpu'
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out.with_suffix('.md'),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..layers.catalog import names
+from . import command_line
 
 DEFAULT_COMPILE_CSV = 'benchmarks/compile-cpu.csv'
 
@@ -49,8 +50,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     speedups = read_speedups(source) if source.is_file() else None
     results, twin_results = run_grid(args.layers)
     rows = summary_rows(results, twin_results, speedups)
-    command = 'python tools/deployment_table.py' + ''.join(
-        f' {a}' for a in (sys.argv[1:] if argv is None else argv))
+    command = command_line('deployment-table', argv)
     every = [r for _, r in results] + twin_results
     out = Path(args.out_dir) / 'deploy-cpu'
     out.parent.mkdir(parents=True, exist_ok=True)
