@@ -79,9 +79,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         mib = measure_here(_case(args, args.one == 'masked'), device)
         print(json.dumps(dict(mib=mib)))
         return
-    child = [a for i, a in enumerate(argv)  # the children write nothing
-             if a != '--out' and (i == 0 or argv[i - 1] != '--out')]
-    rows = {mask: measure_fresh(child, mask) for mask in (False, True)}
+    # a child (--one) measures and returns above: it never writes --out
+    rows = {mask: measure_fresh(argv, mask) for mask in (False, True)}
     case = _case(args, True)
     print(f'{case.layer}:{case.qkv_mode} {case.height}x{case.width}, '
           f'B={case.batch}, C={case.channels}, {device.type}, fp32, '
