@@ -13,6 +13,7 @@ Usage (worktrees at the two commits, e.g. ``git worktree add ../wt-old
 """
 import argparse
 import csv
+import os
 import statistics
 import subprocess
 import sys
@@ -69,6 +70,17 @@ def median_ratio(values):
     return statistics.median(values) if values else float('nan')
 
 
+def verdict(ours: float, reference: float, band=(0.95, 1.05)) -> str:
+    """PASS / FAIL when the reference held still, else INCONCLUSIVE."""
+    low, high = band
+    if not low <= reference <= high:
+        return (f'INCONCLUSIVE: the reference moved (median {reference:.3f}, '
+                f'outside {low}–{high}); rerun on a quieter machine')
+    if low <= ours <= high:
+        return f'PASS: median ours new/old {ours:.3f} within {low}–{high}'
+    return f'FAIL: median ours new/old {ours:.3f} outside {low}–{high}'
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('old', type=Path)
@@ -82,6 +94,7 @@ def main() -> None:
     layers = {'old': [], 'new': []}
     backbones = {'old': [], 'new': []}
     began = time.time()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             order = ('old', 'new') if round_ % 2 == 0 else ('new', 'old')
@@ -95,35 +108,48 @@ def main() -> None:
                 layers[which].append(layer_rows(out / 'layers-cpu.csv'))
                 backbones[which].append(
                     backbone_rows(out / 'backbones-cpu.csv'))
+    load_after = os.getloadavg()[0]
     lines = [
         '# The one-core redesign: old commit against new, in turns', '',
         f'Command: `python benchmarks/refactor_turns.py OLD NEW --rounds '
         f'{args.rounds}` with OLD at {commits["old"]} and NEW at '
         f'{commits["new"]}; {time.strftime("%Y-%m-%d")}, '
-        f'{(time.time() - began) / 60:.0f} min.', '',
+        f'{(time.time() - began) / 60:.0f} min; {os.cpu_count()} CPUs, '
+        f'load average (1 min) {load_before:.2f} before and '
+        f'{load_after:.2f} after.', '',
         'Each round runs both commits in fresh processes, the order '
         'alternating. A cell is the median over rounds of new / old time '
         '(forward + backward). The reference is the stock module (mmcv, '
         'mmseg), the same code in both commits: its ratio is the noise of '
-        'this machine, which was shared with other jobs while this ran.',
+        'this machine. "ours ÷ reference" divides, round by round, ours '
+        'new/old by the reference new/old of the same row (they ran in '
+        'turns in one process), then takes the median over rounds.',
         '', '## Layers (tools/benchmark_layers.py, 32×32, C=256, '
         'B=2)', '',
         '| layer | mode | sim | mask | H×W | ours new/old | reference '
-        'new/old |', '|---|---|---|---|---|---|---|']
-    ours_all, ref_all = [], []
+        'new/old | ours ÷ reference |', '|---|---|---|---|---|---|---|---|']
+    ours_all, ref_all, norm_all = [], [], []
     for key in layers['old'][0]:
-        ours = median_ratio([n[key][0] / o[key][0] for n, o in
-                             zip(layers['new'], layers['old'])])
-        ref = median_ratio([n[key][1] / o[key][1] for n, o in
-                            zip(layers['new'], layers['old'])])
+        pairs = list(zip(layers['new'], layers['old']))
+        ours = median_ratio([n[key][0] / o[key][0] for n, o in pairs])
+        ref = median_ratio([n[key][1] / o[key][1] for n, o in pairs])
+        norm = median_ratio([(n[key][0] / o[key][0]) / (n[key][1] / o[key][1])
+                             for n, o in pairs])
         ours_all.append(ours)
         ref_all.append(ref)
-        lines.append('| ' + ' | '.join(key) + f' | {ours:.3f} | {ref:.3f} |')
+        norm_all.append(norm)
+        lines.append('| ' + ' | '.join(key) +
+                     f' | {ours:.3f} | {ref:.3f} | {norm:.3f} |')
+    ours_median = statistics.median(ours_all)
+    ref_median = statistics.median(ref_all)
     lines += ['', f'Across the {len(ours_all)} rows: median ours new/old '
-              f'{statistics.median(ours_all):.3f} (range '
+              f'{ours_median:.3f} (range '
               f'{min(ours_all):.3f}–{max(ours_all):.3f}); reference '
-              f'{statistics.median(ref_all):.3f} (range {min(ref_all):.3f}–'
-              f'{max(ref_all):.3f}).', '',
+              f'{ref_median:.3f} (range {min(ref_all):.3f}–'
+              f'{max(ref_all):.3f}); ours ÷ reference '
+              f'{statistics.median(norm_all):.3f} (range '
+              f'{min(norm_all):.3f}–{max(norm_all):.3f}).', '',
+              f'**{verdict(ours_median, ref_median)}.**', '',
               '## Transformer backbones (python -m qkv_plugins.bench.'
               'backbones)', '', '| case | model | new/old |', '|---|---|---|']
     for key in backbones['old'][0]:
