@@ -40,7 +40,8 @@ def test_config_inventory():
     counts = {scale: len(study_runs(str(CONFIGS / 'qkv_study'), 'x', scale))
               for scale in SCALES}
     assert counts == {'default': 24, 'full': 154, 'extended': 184,
-                      'time-to-solve': 48, 'transformers': 21}
+                      'time-to-solve': 48, 'transformers': 21,
+                      'transformer-pilot': 2}
 
 
 def _name_and_mode(stem: str):

@@ -19,6 +19,9 @@ The scales (``qkv_plugins/study/design.py`` declares their rows and seeds):
   above the solve threshold (at most 4,500 iterations).
 - ``--transformers``: a narrow MiT whose own attention takes the switch
   (shows that the switch runs there; not part of the answer).
+- ``--transformer-pilot``: that MiT with separate projections, two seeds at
+  three times the schedule (4,500 iterations unless ``--iters``): does it
+  solve cyclic at all?
 
 Every run has one intra-op thread, so ``--jobs`` does not change its bits.
 The reference's trained models are also evaluated with their logits made
@@ -42,7 +45,9 @@ from ..machine import code_commit, describe_machine, is_clean
 from ..workdir import WorkDirBusy, locked
 from .design import (DEMO_HEADS, DEMO_SEEDS, EXTENDED_HEADS, FULL_GROUPS,
                      REFERENCE, TIME_TO_SOLVE_DIR, TIME_TO_SOLVE_HEADS,
-                     TIME_TO_SOLVE_SEEDS, TRANSFORMER_HEADS)
+                     TIME_TO_SOLVE_SEEDS, TRANSFORMER_HEADS,
+                     TRANSFORMER_PILOT_HEADS, TRANSFORMER_PILOT_ITERS,
+                     TRANSFORMER_PILOT_SEEDS)
 from .report import write_report
 from .sweep import evaluate, plan, sweep
 from .collect import collect
@@ -113,6 +118,8 @@ SCALES = {
     'time-to-solve': ([(TIME_TO_SOLVE_HEADS, TIME_TO_SOLVE_SEEDS)],
                       TIME_TO_SOLVE_DIR),
     'transformers': ([(TRANSFORMER_HEADS, DEMO_SEEDS)], '.'),
+    'transformer-pilot': ([(TRANSFORMER_PILOT_HEADS,
+                            TRANSFORMER_PILOT_SEEDS)], '.'),
 }
 
 
@@ -185,6 +192,11 @@ def main(argv=None) -> None:
                        const='transformers',
                        help='the narrow MiT with its own attention switched '
                        '(shows that the switch runs; not part of the answer)')
+    scale.add_argument('--transformer-pilot', action='store_const',
+                       dest='scale', const='transformer-pilot',
+                       help='the narrow MiT with separate projections, two '
+                       'seeds at three times the schedule (4,500 '
+                       'iterations unless --iters): does it solve cyclic?')
     parser.set_defaults(scale='default')
     parser.add_argument('--configs', required=True, metavar='DIR',
                         help='the study configs: configs/qkv_study of the '
@@ -206,6 +218,8 @@ def main(argv=None) -> None:
     if args.iters and args.scale == 'time-to-solve':
         parser.error('--iters does not apply to --time-to-solve (its runs '
                      'stop when solved, at most at 4,500 iterations)')
+    if args.scale == 'transformer-pilot' and not args.iters:
+        args.iters = TRANSFORMER_PILOT_ITERS
 
     began, at_commit = time.time(), code_commit()  # what this invocation runs
     if args.publish and not is_clean(at_commit):

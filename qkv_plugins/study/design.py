@@ -80,3 +80,9 @@ TIME_TO_SOLVE_DIR = 'time_to_solve'
 TRANSFORMER_HEADS = {'cyclic': tuple(f'mha-{v}' for v in (
     'separate', 'shared_qk', 'shared', 'identity_qk', 'identity',
     'identity-cosine', 'shared_qk-cosine'))}
+# --transformer-pilot: can the narrow MiT's stock attention solve cyclic at
+# all? Two seeds at three times the schedule (at most 30 min on 2 cores).
+# Only if both solve does a transformer row join the answer (issue 18, 6).
+TRANSFORMER_PILOT_HEADS = {'cyclic': ('mha-separate', )}
+TRANSFORMER_PILOT_SEEDS = (0, 1)
+TRANSFORMER_PILOT_ITERS = 4500
