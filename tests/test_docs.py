@@ -17,7 +17,9 @@ import pytest
 
 from .helpers import REPO
 
-TABLES = ('benchmarks/study.csv', 'benchmarks/study-full.csv')
+TABLES = ('benchmarks/study.csv', 'benchmarks/study-full.csv',
+          'benchmarks/study-transformers.csv',
+          'benchmarks/study-transformer-pilot-4500it.csv')
 CITATION = re.compile(r'\[(?P<file>[\w.-]+\.csv): (?P<row>[^,\]]+), '
                       r'(?P<column>\w+)(?:@(?P<seed>\d+))?\]')
 # a number, then at most 60 characters without a digit, then a citation
