@@ -57,7 +57,8 @@ def test_end_to_end_writes_one_row_per_head_and_phase(tmp_path):
         end_to_end=True, device='cpu', dtype=None, e2e_size='32x64',
         e2e_batch=None, e2e_infer=infer, repeats=1, warmup=0,
         out_dir=str(tmp_path), config_root=str(CONFIGS))
-    out = end_to_end_from_args(args, overrides=_shrink)
+    out = end_to_end_from_args(args, 'python tools/benchmark_layers.py',
+                               overrides=_shrink)
     rows = list(csv.DictReader(out.with_suffix('.csv').open()))
     phases = ['train', 'infer'] if infer else ['train']
     assert [(r['head'], r['phase']) for r in rows] == [

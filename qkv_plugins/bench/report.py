@@ -128,9 +128,11 @@ def device_tag(device: torch.device) -> str:
             torch.cuda.get_device_name(device).split()[-1].lower())
 
 
-def e2e_command(args) -> str:
-    """The command line that reproduces an end-to-end run."""
-    parts = ['python tools/benchmark_layers.py --end-to-end']
+def e2e_command(args, program: str) -> str:
+    """The command line that reproduces an end-to-end run: ``program``
+    (how the caller was started) and the options that differ from the
+    defaults."""
+    parts = [program, '--end-to-end']
     for flag, value, default in (
             ('--e2e-size', args.e2e_size, None),
             ('--e2e-batch', args.e2e_batch, None),
@@ -153,9 +155,9 @@ E2E_GPU_INFER = (1024, 2048)
 E2E_REPEATS, E2E_WARMUP = 3, 1
 
 
-def end_to_end_from_args(args, overrides=None) -> Path:
-    """Run the end-to-end benchmark; write e2e-<device>.md/.csv; return the
-    path without suffix."""
+def end_to_end_from_args(args, program: str, overrides=None) -> Path:
+    """Run the end-to-end benchmark; write e2e-<device>.md/.csv (headed by
+    ``program`` with the run's options); return the path without suffix."""
     from .end_to_end import run_end_to_end
     from .end_to_end import to_markdown as e2e_markdown
     device, dtype = _device_and_dtype(args)
@@ -179,7 +181,7 @@ def end_to_end_from_args(args, overrides=None) -> Path:
                                 + getattr(args, 'out_suffix', ''))
     title = (f'End-to-end benchmark: {describe_machine(device)}, '
              f'{str(dtype)[6:]}')
-    text = e2e_markdown(results, title, e2e_command(args))
+    text = e2e_markdown(results, title, e2e_command(args, program))
     write_text_atomic(out.with_suffix('.md'), text)
     write_text_atomic(out.with_suffix('.csv'), to_csv(results))
     print(text)
@@ -195,9 +197,12 @@ def _device_and_dtype(args):
     return device, dtype
 
 
-def main_from_args(args) -> None:
+def main_from_args(args, program: str) -> None:
+    """The layer (or, with ``--end-to-end``, the end-to-end) benchmark;
+    its tables name ``program`` (e.g. ``python tools/benchmark_layers.py``)
+    with the options that differ from the defaults."""
     if getattr(args, 'end_to_end', False):
-        end_to_end_from_args(args)
+        end_to_end_from_args(args, program)
         return
     device, dtype = _device_and_dtype(args)
     args.repeats = 5 if args.repeats is None else args.repeats
@@ -210,7 +215,7 @@ def main_from_args(args) -> None:
                         args.min_seconds)
     out = Path(args.out_dir) / f'layers-{device_tag(device)}{"-quick" if args.quick else ""}'
     title = f'Layer benchmark: {describe_machine(device)}, {str(dtype)[6:]}'
-    command = 'python tools/benchmark_layers.py' + ''.join(
+    command = program + ''.join(
         flag for flag, on in ((' --quick', args.quick),
                               (f' --repeats {args.repeats}', args.repeats != 5),
                               (f' --warmup {args.warmup}', args.warmup != 2),

@@ -61,7 +61,9 @@ def _end_to_end(args, device) -> tuple:
         warmup=0 if args.small else 1, out_dir=args.out_dir,
         config_root=args.config_root, out_suffix=_suffix(device))
     overrides = _small_backbone if args.small else None
-    out = end_to_end_from_args(e2e, overrides=overrides)
+    out = end_to_end_from_args(
+        e2e, 'python -m qkv_plugins.check (end-to-end item):',
+        overrides=overrides)
     text = out.with_suffix('.md').read_text()
     return 'PASS', f'{out}.md ({text.count("| train |")} train, ' \
                    f'{text.count("| infer |")} inference rows)'

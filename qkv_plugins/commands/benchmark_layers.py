@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 from ..cli import at_least
 from ..layers.catalog import names
+from . import command_line
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -65,7 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parser.parse_args(argv)
     # imported after parsing: a bad argument fails fast, without torch
     from ..bench.report import main_from_args
-    main_from_args(args)
+    main_from_args(args, command_line('benchmark-layers', []))
 
 
 if __name__ == '__main__':
