@@ -23,18 +23,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from qkv_plugins.machine import git_commit
+from qkv_plugins.study.sweep import single_thread_env
+
 BITWISE = ('nonlocal-separate', 'ccnet-separate', 'dnl-separate', 'gcnet')
 TOKEN = 'mha-separate'
 SUFFIX = {'mha-separate': '_tinymit2s_1xb8-1500it_qkvsyn-cyclic-128x128.py'}
 DEFAULT_SUFFIX = '_tinyr18s2_1xb8-1500it_qkvsyn-cyclic-128x128.py'
-ENV = dict(OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', MKL_DYNAMIC='FALSE',
-           OMP_DYNAMIC='FALSE')  # the sweep's single_thread_env
-
-
-def commit_of(tree: Path) -> str:
-    return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=tree,
-                          capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 def train(tree: Path, head: str, iters: int, data_root: str,
@@ -50,7 +45,7 @@ def train(tree: Path, head: str, iters: int, data_root: str,
          f'train_cfg.max_iters={iters}', *options],
         cwd=tree, check=True, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**ENV, 'PYTHONPATH': str(tree.resolve()),
+        env={**single_thread_env(), 'PYTHONPATH': str(tree.resolve()),
              'PATH': '/usr/bin:/bin', 'HOME': os.environ.get('HOME', '/')})
     return json.loads((work_dir / 'loss_series.json').read_text())['losses']
 
@@ -69,7 +64,7 @@ def main() -> None:
                         default=Path('benchmarks/refactor-losses-cpu.md'))
     args = parser.parse_args()
     trees = {'old': args.old, 'new': args.new}
-    commits = {k: commit_of(t) for k, t in trees.items()}
+    commits = {k: git_commit(t) for k, t in trees.items()}
     began = time.time()
     jobs = [(head, which, args.iters) for head in BITWISE
             for which in trees] + [(TOKEN, which, args.token_iters)

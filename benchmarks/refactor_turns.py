@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from qkv_plugins.machine import git_commit
+
 # The layer benchmark's first CPU shape (32x32), set in the
 # benchmark's own module before its command runs.
 LAYERS = ('import runpy, sys; import qkv_plugins.bench.report as r; '
@@ -32,12 +34,6 @@ LAYERS = ('import runpy, sys; import qkv_plugins.bench.report as r; '
 BACKBONES = ('import sys; from qkv_plugins.bench.backbones import main; '
              "main(['--repeats', '4', '--warmup', '1', '--out-dir', "
              'sys.argv[1]])')
-
-
-def commit_of(tree: Path) -> str:
-    return subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=tree,
-                          capture_output=True, text=True,
-                          check=True).stdout.strip()
 
 
 def run(tree: Path, code: str, out: Path) -> None:
@@ -90,7 +86,7 @@ def main() -> None:
                         default=Path('benchmarks/refactor-cpu.md'))
     args = parser.parse_args()
     trees = {'old': args.old, 'new': args.new}
-    commits = {k: commit_of(t) for k, t in trees.items()}
+    commits = {k: git_commit(t) for k, t in trees.items()}
     layers = {'old': [], 'new': []}
     backbones = {'old': [], 'new': []}
     began = time.time()
