@@ -29,6 +29,11 @@ symmetric and transposed, and at initialisation. ``--publish`` copies the
 table to ``--publish-dir`` and is refused unless the code and every run are
 of clean commits. The study configs come from ``--configs`` (``make demo``
 passes the repository's ``configs/qkv_study``).
+
+A sweep longer than a session: ``--records DIR`` restores the runs recorded
+under ``DIR/<work root name>`` before the sweep and records every run it
+finished (:mod:`qkv_plugins.study.records`); ``--no-train`` evaluates and
+tabulates what is complete without training more.
 """
 import argparse
 import json
@@ -48,8 +53,9 @@ from .design import (DEMO_HEADS, DEMO_SEEDS, EXTENDED_HEADS, FULL_GROUPS,
                      TIME_TO_SOLVE_SEEDS, TRANSFORMER_HEADS,
                      TRANSFORMER_PILOT_HEADS, TRANSFORMER_PILOT_ITERS,
                      TRANSFORMER_PILOT_SEEDS)
+from .records import RecordConflict, export_records, import_records
 from .report import write_report
-from .sweep import evaluate, plan, sweep
+from .sweep import evaluate, plan, sweep, unevaluated
 from .collect import collect
 from .names import BASELINE, describe_config
 from ..data import DEFAULT_ROOT, TRACKS, DatasetError, make_dataset
@@ -210,6 +216,16 @@ def main(argv=None) -> None:
     parser.add_argument('--jobs', type=at_least(1), default=2,
                         help='trainings at a time (one thread each)')
     parser.add_argument('--data-root', default=DEFAULT_ROOT)
+    parser.add_argument('--records', metavar='DIR', default=None,
+                        help='run records (see qkv_plugins.study.records): '
+                        'restore DIR/<work root name> into the work root '
+                        'before the sweep, export every finished run into '
+                        'it after the evaluation; a sweep goes on in a later '
+                        'session or on another machine from these files')
+    parser.add_argument('--no-train', action='store_true',
+                        help='train nothing: evaluate the complete runs, '
+                        'write the table of what is there (and export their '
+                        'records)')
     parser.add_argument('--iters', type=at_least(3), default=None,
                         help='training iterations per run (default: the '
                         "configs': 1500 cyclic, 1200 grouping); runs go to "
@@ -235,10 +251,16 @@ def main(argv=None) -> None:
         work_root += f'-{args.iters}it'
     runs = study_runs(args.configs, work_root, args.scale, args.iters)
     Path(work_root).mkdir(parents=True, exist_ok=True)
+    records = (Path(args.records) / Path(work_root).name
+               if args.records else None)
+    tested = args.scale != 'time-to-solve'  # it reads validations
     try:
         with locked(work_root, reentrant=True):  # sweep and evaluation
-            status = sweep(runs, work_root, options, jobs=args.jobs)
-            if args.scale != 'time-to-solve':  # it reads validations
+            if records is not None:
+                restore(runs, records, Path(work_root))
+            status = ({} if args.no_train else
+                      sweep(runs, work_root, options, jobs=args.jobs))
+            if tested:
                 evaluate(runs, options, jobs=args.jobs, intervene=intervened)
     except WorkDirBusy as error:
         raise SystemExit(f'[demo] {error}') from None
@@ -250,6 +272,8 @@ def main(argv=None) -> None:
         jobs=args.jobs, commit=at_commit,
         command='python -m qkv_plugins.study.demo '
         + ' '.join(a for a in (argv if argv is not None else sys.argv[1:]))))
+    if records is not None:
+        keep(runs, records, Path(work_root), options, tested)
     text = write_report(work_root, machine=describe_machine(),
                         invocations=invocations)
     print(text)
@@ -257,6 +281,37 @@ def main(argv=None) -> None:
           f'{minutes:.1f} min')
     if args.publish:
         publish(work_root, Path(args.publish_dir))
+
+
+def restore(runs: list, records: Path, work_root: Path) -> None:
+    """Restore the runs recorded under ``records`` into their work dirs (and
+    the earlier invocations into a work root that has none)."""
+    restored, conflicts = import_records(runs, records)
+    held = records / INVOCATIONS_FILE
+    if held.is_file() and not (work_root / INVOCATIONS_FILE).is_file():
+        write_text_atomic(work_root / INVOCATIONS_FILE, held.read_text())
+    print(f'[demo] records: {len(restored)} runs restored from {records}')
+    for line in conflicts:
+        print(f'[demo] records: CONFLICT {line}')
+
+
+def keep(runs: list, records: Path, work_root: Path,
+         options: Sequence[str], tested: bool) -> None:
+    """Export every finished run (complete and, unless ``tested`` is False,
+    evaluated in every pass) and the invocations into ``records``."""
+    def finished(run) -> bool:
+        return run.is_complete(options) and not (
+            tested and unevaluated(run, options, intervened(run)))
+    try:
+        exported = export_records(runs, records, finished)
+    except RecordConflict as error:
+        raise SystemExit(f'[demo] records: {error}') from None
+    done = sum(map(finished, runs))
+    invocations = work_root / INVOCATIONS_FILE  # restored ones and ours
+    if invocations.is_file():
+        write_text_atomic(records / INVOCATIONS_FILE, invocations.read_text())
+    print(f'[demo] records: {len(exported)} runs exported to {records} '
+          f'({done} of {len(runs)} finished)')
 
 
 def publish(work_root: str, dest: Path) -> None:

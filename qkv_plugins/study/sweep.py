@@ -256,6 +256,16 @@ def _passes(run: Run, checkpoint: str, cfg_options: Sequence[str],
     return passes
 
 
+def unevaluated(run: Run, cfg_options: Sequence[str] = (),
+                intervene: bool = False) -> List[str]:
+    """The files of the run's evaluation passes (:func:`evaluate`) that are
+    not written yet; ``[]`` once it is fully evaluated."""
+    names = [name for name, _ in _passes(
+        run, '', cfg_options, masks_self(run.config_for(cfg_options)),
+        intervene)]
+    return [name for name in names if not (run.work_dir / name).is_file()]
+
+
 def evaluate(runs: List[Run],
              cfg_options: Sequence[str] = (),
              log: Callable[[str], None] = print,
@@ -274,7 +284,8 @@ def evaluate(runs: List[Run],
     from ..compat import find_resumable_checkpoint
     todo, unreadable = [], []
     for run in runs:
-        if not run.is_complete(cfg_options):
+        if not run.is_complete(cfg_options) or not unevaluated(
+                run, cfg_options, intervene(run)):
             continue
         checkpoint = find_resumable_checkpoint(str(run.work_dir))
         if checkpoint is None:  # complete, but its checkpoints are gone
@@ -284,8 +295,7 @@ def evaluate(runs: List[Run],
             run, str(checkpoint), cfg_options,
             masks_self(run.config_for(cfg_options)), intervene(run))
             if not (run.work_dir / name).is_file()]
-        if passes:
-            todo.append((run, passes))
+        todo.append((run, passes))
     log(f'[evaluate] {len(todo)} runs to evaluate on the test split'
         + (f'; {len(unreadable)} without a checkpoint: '
            + ', '.join(unreadable) if unreadable else ''))
